@@ -1,0 +1,38 @@
+//! The core's one error vocabulary. `grpc::status` maps it to gRPC codes in one place; the CLI
+//! prints it.
+
+use crate::bank::{BankName, ValidationError};
+use crate::hash::HashParseError;
+use crate::hash::decode::DecodeError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bank {0} not found")]
+    BankNotFound(String),
+    #[error("bank {0} already exists")]
+    BankExists(BankName),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    BadHash(#[from] HashParseError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(
+        "pdq quality {quality} is below the minimum {minimum} for adding: the image is too flat to hash reliably (set allow_low_quality to add it anyway)"
+    )]
+    LowQuality { quality: u8, minimum: u8 },
+    #[error("storage failure")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::BankExists(name) => Error::BankExists(name),
+            other => Error::Store(other),
+        }
+    }
+}

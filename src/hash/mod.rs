@@ -1,0 +1,437 @@
+//! Hashing: pure functions from image bytes to hashes, and the hash value types.
+//!
+//! Nothing here does I/O beyond the bytes handed in. Perceptual hashes (PDQ, pHash, dHash,
+//! aHash) are computed from decoded pixels; MD5 and SHA-256 from the raw bytes.
+
+pub mod decode;
+pub mod digest;
+pub mod imghash;
+pub mod pdq;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use self::decode::{DecodeError, DecodeLimits, decode_image};
+
+/// Longest hash we keep, in bytes (PDQ and SHA-256 are 256 bits).
+pub const MAX_HASH_BYTES: usize = 32;
+
+/// A hash algorithm. The order is the wire order and never changes: stored data uses [`code`].
+///
+/// [`code`]: Algorithm::code
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Algorithm {
+    Pdq,
+    PHash,
+    DHash,
+    AHash,
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 6] = [
+        Algorithm::Pdq,
+        Algorithm::PHash,
+        Algorithm::DHash,
+        Algorithm::AHash,
+        Algorithm::Md5,
+        Algorithm::Sha256,
+    ];
+
+    /// Length of the hash in bytes.
+    pub fn byte_len(self) -> usize {
+        match self {
+            Algorithm::Pdq | Algorithm::Sha256 => 32,
+            Algorithm::Md5 => 16,
+            Algorithm::PHash | Algorithm::DHash | Algorithm::AHash => 8,
+        }
+    }
+
+    /// Length of the hash in bits.
+    pub fn bits(self) -> u32 {
+        self.byte_len() as u32 * 8
+    }
+
+    /// Cryptographic digests match only when equal; perceptual hashes match within a distance.
+    pub fn is_exact(self) -> bool {
+        matches!(self, Algorithm::Md5 | Algorithm::Sha256)
+    }
+
+    /// Whether the hash is computed from decoded pixels rather than the raw bytes.
+    pub fn needs_pixels(self) -> bool {
+        !self.is_exact()
+    }
+
+    /// Lowercase name used by the CLI, CSV files and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Pdq => "pdq",
+            Algorithm::PHash => "phash",
+            Algorithm::DHash => "dhash",
+            Algorithm::AHash => "ahash",
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// Stable one-byte code used in stored keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Algorithm::Pdq => 1,
+            Algorithm::PHash => 2,
+            Algorithm::DHash => 3,
+            Algorithm::AHash => 4,
+            Algorithm::Md5 => 5,
+            Algorithm::Sha256 => 6,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.code() == code)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown algorithm {0:?} (expected one of pdq, phash, dhash, ahash, md5, sha256)")]
+pub struct UnknownAlgorithm(pub String);
+
+impl FromStr for Algorithm {
+    type Err = UnknownAlgorithm;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let lower = text.trim().to_ascii_lowercase();
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == lower)
+            .ok_or_else(|| UnknownAlgorithm(text.to_string()))
+    }
+}
+
+/// Why a hex string is not a hash of the given algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashParseError {
+    #[error("{algorithm} hash must be {expected} hex digits, got {got}")]
+    WrongLength {
+        algorithm: Algorithm,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{algorithm} hash has a non-hex character {character:?} at position {position}")]
+    NotHex {
+        algorithm: Algorithm,
+        position: usize,
+        character: char,
+    },
+}
+
+/// A hash of one algorithm, as bytes in the order its hex string prints.
+///
+/// Fixed-size and `Copy` so that hot paths never allocate for a hash; bytes past the
+/// algorithm's length are always zero, which keeps the derived equality and hashing right.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HashValue {
+    algorithm: Algorithm,
+    bytes: [u8; MAX_HASH_BYTES],
+}
+
+impl HashValue {
+    /// Wraps `bytes`, which must be exactly the algorithm's length.
+    pub fn from_bytes(algorithm: Algorithm, bytes: &[u8]) -> Result<Self, HashParseError> {
+        if bytes.len() != algorithm.byte_len() {
+            return Err(HashParseError::WrongLength {
+                algorithm,
+                expected: algorithm.byte_len() * 2,
+                got: bytes.len() * 2,
+            });
+        }
+        let mut padded = [0u8; MAX_HASH_BYTES];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        Ok(HashValue {
+            algorithm,
+            bytes: padded,
+        })
+    }
+
+    /// Parses hex (either case, surrounding whitespace ignored).
+    pub fn from_hex(algorithm: Algorithm, hex: &str) -> Result<Self, HashParseError> {
+        let hex = hex.trim();
+        let expected = algorithm.byte_len() * 2;
+        if let Some((position, character)) = hex.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(HashParseError::NotHex {
+                algorithm,
+                position,
+                character,
+            });
+        }
+        if hex.len() != expected {
+            return Err(HashParseError::WrongLength {
+                algorithm,
+                expected,
+                got: hex.len(),
+            });
+        }
+        let mut bytes = [0u8; MAX_HASH_BYTES];
+        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            *byte = (hex_digit(pair[0]) << 4) | hex_digit(pair[1]);
+        }
+        Ok(HashValue { algorithm, bytes })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.algorithm.byte_len()]
+    }
+
+    /// Lowercase hex, the form hash-sharing programmes exchange.
+    pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(self.algorithm.byte_len() * 2);
+        for byte in self.as_bytes() {
+            out.push(DIGITS[usize::from(byte >> 4)] as char);
+            out.push(DIGITS[usize::from(byte & 0xf)] as char);
+        }
+        out
+    }
+
+    /// Hamming distance in bits, or `None` across algorithms.
+    pub fn distance(&self, other: &HashValue) -> Option<u32> {
+        (self.algorithm == other.algorithm).then(|| {
+            self.bytes
+                .iter()
+                .zip(other.bytes.iter())
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum()
+        })
+    }
+}
+
+impl fmt::Debug for HashValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.to_hex())
+    }
+}
+
+impl fmt::Display for HashValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Value of one ASCII hex digit; callers have checked `is_ascii_hexdigit`.
+fn hex_digit(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transform {
+    Original,
+    Rotate90,
+    Rotate180,
+    Rotate270,
+    FlipX,
+    FlipY,
+    FlipPlus1,
+    FlipMinus1,
+}
+
+impl Transform {
+    /// The order of [`pdq::PdqDihedral::hashes`].
+    pub const DIHEDRAL_ORDER: [Transform; 8] = [
+        Transform::Original,
+        Transform::Rotate90,
+        Transform::Rotate180,
+        Transform::Rotate270,
+        Transform::FlipX,
+        Transform::FlipY,
+        Transform::FlipPlus1,
+        Transform::FlipMinus1,
+    ];
+}
+
+/// A hash computed from submitted bytes, with PDQ's quality score where the algorithm has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComputedHash {
+    pub value: HashValue,
+    pub quality: Option<u8>,
+}
+
+/// Everything hashed from one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageHashes {
+    /// One per requested algorithm, in [`Algorithm::ALL`] order.
+    pub hashes: Vec<ComputedHash>,
+    /// PDQ's 8 dihedral variants in [`Transform::DIHEDRAL_ORDER`], when asked for.
+    pub pdq_dihedral: Option<[HashValue; 8]>,
+    /// Pixel size, when the image was decoded (it is not for MD5/SHA-256 alone).
+    pub dimensions: Option<(u32, u32)>,
+}
+
+impl ImageHashes {
+    pub fn get(&self, algorithm: Algorithm) -> Option<&ComputedHash> {
+        self.hashes.iter().find(|h| h.value.algorithm() == algorithm)
+    }
+}
+
+/// Which hashes to compute from an image.
+#[derive(Clone, Debug)]
+pub struct HashOptions {
+    pub algorithms: Vec<Algorithm>,
+    /// Also compute PDQ's dihedral variants (only when PDQ is among the algorithms).
+    pub pdq_dihedral: bool,
+}
+
+/// Hashes an encoded image. Decodes only when a perceptual algorithm is asked for, so an
+/// MD5-only check of a huge file costs a digest, not a decode.
+pub fn hash_image(
+    bytes: &[u8],
+    options: &HashOptions,
+    limits: &DecodeLimits,
+) -> Result<ImageHashes, DecodeError> {
+    let mut algorithms = options.algorithms.clone();
+    algorithms.sort();
+    algorithms.dedup();
+    if bytes.len() > limits.max_input_bytes {
+        return Err(DecodeError::InputTooLarge {
+            size: bytes.len(),
+            limit: limits.max_input_bytes,
+        });
+    }
+    let decoded = if algorithms.iter().any(|a| a.needs_pixels()) {
+        Some(decode_image(bytes, limits)?)
+    } else {
+        None
+    };
+    let mut hashes = Vec::with_capacity(algorithms.len());
+    let mut pdq_dihedral = None;
+    for algorithm in algorithms {
+        let computed = match (&decoded, algorithm) {
+            (_, Algorithm::Md5) => digest_hash(algorithm, &digest::md5(bytes)),
+            (_, Algorithm::Sha256) => digest_hash(algorithm, &digest::sha256(bytes)),
+            (Some(image), Algorithm::Pdq) => {
+                let (width, height) = (image.rgb.width() as usize, image.rgb.height() as usize);
+                let (hash, quality) = if options.pdq_dihedral {
+                    let dihedral = pdq::pdq_dihedral_from_rgb8(image.rgb.as_raw(), width, height);
+                    pdq_dihedral = Some(dihedral.hashes.map(|bits| pdq_value(&bits)));
+                    (dihedral.hashes[0], dihedral.quality)
+                } else {
+                    let output = pdq::pdq_from_rgb8(image.rgb.as_raw(), width, height);
+                    (output.hash, output.quality)
+                };
+                ComputedHash {
+                    value: pdq_value(&hash),
+                    quality: Some(quality),
+                }
+            }
+            (Some(image), perceptual) => {
+                let bytes = imghash::hash64(perceptual, &image.rgb);
+                digest_hash(perceptual, &bytes)
+            }
+            // Unreachable: `decoded` is Some whenever a perceptual algorithm was asked for.
+            (None, _) => continue,
+        };
+        hashes.push(computed);
+    }
+    Ok(ImageHashes {
+        hashes,
+        pdq_dihedral,
+        dimensions: decoded
+            .as_ref()
+            .map(|image| (image.rgb.width(), image.rgb.height())),
+    })
+}
+
+fn pdq_value(bits: &pdq::PdqBits) -> HashValue {
+    let mut bytes = [0u8; MAX_HASH_BYTES];
+    bytes.copy_from_slice(&bits.0);
+    HashValue {
+        algorithm: Algorithm::Pdq,
+        bytes,
+    }
+}
+
+/// Wraps bytes produced by our own hashers, whose length always fits the algorithm.
+fn digest_hash(algorithm: Algorithm, bytes: &[u8]) -> ComputedHash {
+    let mut padded = [0u8; MAX_HASH_BYTES];
+    let len = bytes.len().min(MAX_HASH_BYTES);
+    padded[..len].copy_from_slice(&bytes[..len]);
+    debug_assert_eq!(len, algorithm.byte_len());
+    ComputedHash {
+        value: HashValue {
+            algorithm,
+            bytes: padded,
+        },
+        quality: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_accepts_upper_case() {
+        let hex = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+        let value = HashValue::from_hex(Algorithm::Pdq, &hex.to_uppercase()).unwrap();
+        assert_eq!(value.to_hex(), hex);
+        assert_eq!(value.as_bytes().len(), 32);
+    }
+
+    #[test]
+    fn hex_errors_name_the_problem() {
+        assert_eq!(
+            HashValue::from_hex(Algorithm::PHash, "abc"),
+            Err(HashParseError::WrongLength {
+                algorithm: Algorithm::PHash,
+                expected: 16,
+                got: 3
+            })
+        );
+        assert_eq!(
+            HashValue::from_hex(Algorithm::PHash, "00000000000000zz"),
+            Err(HashParseError::NotHex {
+                algorithm: Algorithm::PHash,
+                position: 14,
+                character: 'z'
+            })
+        );
+        assert!(HashValue::from_hex(Algorithm::Md5, "é").is_err());
+    }
+
+    #[test]
+    fn distance_counts_differing_bits_within_one_algorithm() {
+        let a = HashValue::from_hex(Algorithm::DHash, "0000000000000000").unwrap();
+        let b = HashValue::from_hex(Algorithm::DHash, "000000000000010f").unwrap();
+        let c = HashValue::from_hex(Algorithm::AHash, "000000000000010f").unwrap();
+        assert_eq!(a.distance(&b), Some(5));
+        assert_eq!(b.distance(&c), None);
+        assert_ne!(b, c);
+    }
+
+    #[test]
+    fn algorithm_names_and_codes_round_trip() {
+        for algorithm in Algorithm::ALL {
+            assert_eq!(algorithm.name().parse::<Algorithm>(), Ok(algorithm));
+            assert_eq!(Algorithm::from_code(algorithm.code()), Some(algorithm));
+        }
+        assert!("PDQ".parse::<Algorithm>().is_ok());
+        assert!("pdqf".parse::<Algorithm>().is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Linear popcount scan over hashes stored contiguously: the simplest exact engine, and the
+//! fastest for small sets. A sublinear engine (multi-index hashing) can replace it behind
+//! [`HashIndex`] without changing callers.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use super::{HashIndex, IndexHit};
+use crate::bank::BankId;
+use crate::hash::{Algorithm, HashValue};
+
+/// `WORDS` 64-bit words per hash: 4 for PDQ, 1 for the 64-bit hashes.
+pub struct LinearIndex<const WORDS: usize> {
+    algorithm: Algorithm,
+    table: RwLock<Table<WORDS>>,
+}
+
+/// Parallel arrays, so a scan reads codes only; `positions` finds a pair to remove it.
+#[derive(Default)]
+struct Table<const WORDS: usize> {
+    codes: Vec<[u64; WORDS]>,
+    banks: Vec<BankId>,
+    positions: HashMap<([u64; WORDS], BankId), usize>,
+}
+
+impl<const WORDS: usize> LinearIndex<WORDS> {
+    pub fn new(algorithm: Algorithm) -> Self {
+        debug_assert_eq!(algorithm.byte_len(), WORDS * 8);
+        LinearIndex {
+            algorithm,
+            table: RwLock::new(Table {
+                codes: Vec::new(),
+                banks: Vec::new(),
+                positions: HashMap::new(),
+            }),
+        }
+    }
+
+    fn to_words(&self, hash: &HashValue) -> Option<[u64; WORDS]> {
+        if hash.algorithm() != self.algorithm {
+            return None;
+        }
+        let mut words = [0u64; WORDS];
+        for (word, chunk) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(chunk);
+            *word = u64::from_be_bytes(be);
+        }
+        Some(words)
+    }
+
+    fn to_hash(&self, words: &[u64; WORDS]) -> HashValue {
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        // Cannot fail: WORDS * 8 is the algorithm's length, checked in `new`.
+        HashValue::from_bytes(self.algorithm, &bytes[..WORDS * 8]).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// A panic elsewhere while holding the lock cannot leave the table half-updated in a way
+    /// that breaks exactness (each update is a few pushes), so a poisoned lock is used as is.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table<WORDS>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table<WORDS>> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<const WORDS: usize> Table<WORDS> {
+    fn insert(&mut self, code: [u64; WORDS], bank: BankId) -> bool {
+        if self.positions.contains_key(&(code, bank)) {
+            return false;
+        }
+        self.positions.insert((code, bank), self.codes.len());
+        self.codes.push(code);
+        self.banks.push(bank);
+        true
+    }
+
+    /// Swap-removes the pair at `position`, fixing the position of the pair moved into it.
+    fn remove_at(&mut self, position: usize) {
+        let key = (self.codes[position], self.banks[position]);
+        self.positions.remove(&key);
+        self.codes.swap_remove(position);
+        self.banks.swap_remove(position);
+        if position < self.codes.len() {
+            self.positions
+                .insert((self.codes[position], self.banks[position]), position);
+        }
+    }
+}
+
+fn distance<const WORDS: usize>(a: &[u64; WORDS], b: &[u64; WORDS]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+impl<const WORDS: usize> HashIndex for LinearIndex<WORDS> {
+    fn insert(&self, hash: &HashValue, bank: BankId) -> bool {
+        match self.to_words(hash) {
+            Some(code) => self.write().insert(code, bank),
+            None => false,
+        }
+    }
+
+    fn insert_many(&self, pairs: &[(HashValue, BankId)]) -> usize {
+        let codes: Vec<_> = pairs
+            .iter()
+            .filter_map(|(hash, bank)| Some((self.to_words(hash)?, *bank)))
+            .collect();
+        let mut table = self.write();
+        codes
+            .into_iter()
+            .filter(|(code, bank)| table.insert(*code, *bank))
+            .count()
+    }
+
+    fn remove(&self, hash: &HashValue, bank: BankId) -> bool {
+        let Some(code) = self.to_words(hash) else {
+            return false;
+        };
+        let mut table = self.write();
+        match table.positions.get(&(code, bank)) {
+            Some(&position) => {
+                table.remove_at(position);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_bank(&self, bank: BankId) -> usize {
+        let mut table = self.write();
+        let before = table.codes.len();
+        let mut position = 0;
+        while position < table.codes.len() {
+            if table.banks[position] == bank {
+                table.remove_at(position);
+            } else {
+                position += 1;
+            }
+        }
+        before - table.codes.len()
+    }
+
+    fn search(&self, query: &HashValue, radius: u32, hits: &mut Vec<IndexHit>) {
+        let Some(query_code) = self.to_words(query) else {
+            return;
+        };
+        let table = self.read();
+        for (code, bank) in table.codes.iter().zip(&table.banks) {
+            let distance = distance(code, &query_code);
+            if distance <= radius {
+                hits.push(IndexHit {
+                    distance,
+                    hash: self.to_hash(code),
+                    bank: *bank,
+                });
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.read().codes.len()
+    }
+}

@@ -1,0 +1,557 @@
+//! The matcher: banks, their entries in the index, and checks against them.
+//!
+//! Synchronous and transport-agnostic: the gRPC layer calls it from blocking threads, the
+//! tests call it directly. Writes go to the store first and to the index only once committed,
+//! under one writer lock, so the index always equals the store's committed state and a
+//! concurrent check never sees an entry that a crash could lose.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+
+use crate::bank::{Bank, BankId, BankName, BankSettings, BankUpdate, Entry, NewEntry};
+use crate::error::Error;
+use crate::hash::decode::DecodeLimits;
+use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
+use crate::index::{IndexHit, IndexSet};
+use crate::store::Store;
+use crate::verdict::{Match, Verdict, decide, sort_matches};
+
+/// Settings of the matcher.
+#[derive(Clone, Debug)]
+pub struct MatcherConfig {
+    pub data_dir: PathBuf,
+    pub decode_limits: DecodeLimits,
+    /// PDQ hashes below this quality are refused by `add_image` unless forced: the field
+    /// treats quality under 50 as unreliable.
+    pub min_add_quality: u8,
+    /// Most matches listed in one response (the verdict always weighs them all).
+    pub max_matches: usize,
+}
+
+impl MatcherConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        MatcherConfig {
+            data_dir: data_dir.into(),
+            decode_limits: DecodeLimits::default(),
+            min_add_quality: 50,
+            max_matches: 1000,
+        }
+    }
+}
+
+/// A bank with its live counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankView {
+    pub bank: Bank,
+    pub entry_count: u64,
+    /// Checks it matched since start.
+    pub match_count: u64,
+    pub last_match_ms: Option<i64>,
+}
+
+/// The answer to a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub verdict: Verdict,
+    pub matches: Vec<Match>,
+    pub hashes: Vec<ComputedHash>,
+}
+
+/// A check of image bytes.
+#[derive(Clone, Debug, Default)]
+pub struct ImageCheck {
+    /// Only these banks; all enabled banks when empty.
+    pub banks: Vec<BankName>,
+    /// Only these algorithms; when empty PDQ, MD5, SHA-256 and every 64-bit algorithm that
+    /// some bank holds entries of.
+    pub algorithms: Vec<Algorithm>,
+    /// Also match PDQ's dihedral variants (mirrored and rotated copies).
+    pub dihedral: bool,
+}
+
+/// Metadata for the entries `add_image` creates.
+#[derive(Clone, Debug, Default)]
+pub struct ImageEntry {
+    /// Default PDQ, MD5 and SHA-256.
+    pub algorithms: Vec<Algorithm>,
+    pub id: String,
+    pub labels: Vec<String>,
+    pub source: String,
+    pub note: String,
+    pub allow_low_quality: bool,
+}
+
+/// Counts of an add.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddOutcome {
+    pub added: u64,
+    pub updated: u64,
+}
+
+#[derive(Default)]
+struct BankStats {
+    match_count: u64,
+    last_match_ms: Option<i64>,
+}
+
+/// The banks as one immutable snapshot, swapped whole on change, so a check reads a
+/// consistent set without holding a lock.
+#[derive(Default)]
+struct Catalog {
+    by_name: HashMap<BankName, Arc<Bank>>,
+    by_id: HashMap<BankId, Arc<Bank>>,
+}
+
+impl Catalog {
+    fn from_banks(banks: impl IntoIterator<Item = Bank>) -> Self {
+        let mut catalog = Catalog::default();
+        for bank in banks {
+            let bank = Arc::new(bank);
+            catalog.by_name.insert(bank.name.clone(), bank.clone());
+            catalog.by_id.insert(bank.id, bank);
+        }
+        catalog
+    }
+
+    fn get(&self, name: &BankName) -> Result<&Arc<Bank>, Error> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| Error::BankNotFound(name.to_string()))
+    }
+}
+
+pub struct Matcher {
+    config: MatcherConfig,
+    store: Store,
+    index: IndexSet,
+    catalog: RwLock<Arc<Catalog>>,
+    entry_counts: DashMap<BankId, u64>,
+    stats: DashMap<BankId, BankStats>,
+    /// Serialises writes so the index applies them in the store's commit order.
+    write_lock: Mutex<()>,
+}
+
+impl Matcher {
+    /// Opens the store and rebuilds the index from it.
+    pub fn open(config: MatcherConfig) -> Result<Matcher, Error> {
+        let store = Store::open(&config.data_dir)?;
+        let banks = store.load_banks()?;
+        let entry_counts = DashMap::new();
+        for (bank, count) in &banks {
+            entry_counts.insert(bank.id, *count);
+        }
+        let matcher = Matcher {
+            catalog: RwLock::new(Arc::new(Catalog::from_banks(
+                banks.into_iter().map(|(bank, _)| bank),
+            ))),
+            config,
+            store,
+            index: IndexSet::default(),
+            entry_counts,
+            stats: DashMap::new(),
+            write_lock: Mutex::new(()),
+        };
+        matcher.rebuild_index()?;
+        Ok(matcher)
+    }
+
+    fn rebuild_index(&self) -> Result<(), Error> {
+        const BATCH: usize = 65_536;
+        let mut batches: HashMap<Algorithm, Vec<(HashValue, BankId)>> = HashMap::new();
+        self.store.for_each_entry(None, None, |bank, entry| {
+            let batch = batches.entry(entry.hash.algorithm()).or_default();
+            batch.push((entry.hash, bank));
+            if batch.len() >= BATCH {
+                self.index.get(entry.hash.algorithm()).insert_many(batch);
+                batch.clear();
+            }
+            ControlFlow::Continue(())
+        })?;
+        for (algorithm, batch) in batches {
+            self.index.get(algorithm).insert_many(&batch);
+        }
+        let total: usize = Algorithm::ALL.iter().map(|a| self.index.get(*a).len()).sum();
+        tracing::info!(entries = total, "index rebuilt from store");
+        Ok(())
+    }
+
+    pub fn config(&self) -> &MatcherConfig {
+        &self.config
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn replace_catalog(&self, change: impl FnOnce(&mut Vec<Bank>)) {
+        let mut guard = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
+        let mut banks: Vec<Bank> = guard.by_id.values().map(|bank| (**bank).clone()).collect();
+        change(&mut banks);
+        *guard = Arc::new(Catalog::from_banks(banks));
+    }
+
+    fn view(&self, bank: &Bank) -> BankView {
+        let stats = self.stats.get(&bank.id);
+        BankView {
+            bank: bank.clone(),
+            entry_count: self.entry_counts.get(&bank.id).map(|c| *c).unwrap_or(0),
+            match_count: stats.as_ref().map(|s| s.match_count).unwrap_or(0),
+            last_match_ms: stats.as_ref().and_then(|s| s.last_match_ms),
+        }
+    }
+
+    // ---- Banks ----
+
+    pub fn create_bank(&self, name: BankName, settings: BankSettings) -> Result<BankView, Error> {
+        settings.validate()?;
+        let _writes = self.lock_writes();
+        if self.catalog().by_name.contains_key(&name) {
+            return Err(Error::BankExists(name));
+        }
+        let bank = self.store.create_bank(name, settings, now_ms())?;
+        self.entry_counts.insert(bank.id, 0);
+        self.replace_catalog(|banks| banks.push(bank.clone()));
+        tracing::info!(bank = %bank.name, "bank created");
+        Ok(self.view(&bank))
+    }
+
+    pub fn bank(&self, name: &BankName) -> Result<BankView, Error> {
+        Ok(self.view(self.catalog().get(name)?))
+    }
+
+    /// Every bank, by name.
+    pub fn banks(&self) -> Vec<BankView> {
+        let catalog = self.catalog();
+        let mut views: Vec<BankView> = catalog.by_id.values().map(|bank| self.view(bank)).collect();
+        views.sort_by(|a, b| a.bank.name.cmp(&b.bank.name));
+        views
+    }
+
+    pub fn update_bank(&self, name: &BankName, update: &BankUpdate) -> Result<BankView, Error> {
+        let _writes = self.lock_writes();
+        let mut bank = (**self.catalog().get(name)?).clone();
+        bank.settings = update.apply(&bank.settings);
+        bank.settings.validate()?;
+        self.store.update_bank(&bank)?;
+        self.replace_catalog(|banks| {
+            if let Some(slot) = banks.iter_mut().find(|b| b.id == bank.id) {
+                *slot = bank.clone();
+            }
+        });
+        tracing::info!(bank = %bank.name, "bank updated");
+        Ok(self.view(&bank))
+    }
+
+    /// Deletes a bank and its entries; returns how many entries went.
+    pub fn delete_bank(&self, name: &BankName) -> Result<u64, Error> {
+        let _writes = self.lock_writes();
+        let id = self.catalog().get(name)?.id;
+        let removed = self.store.delete_bank(id)?;
+        // Out of the catalog first, so no check resolves a hit of this bank while the index
+        // is being cleaned.
+        self.replace_catalog(|banks| banks.retain(|b| b.id != id));
+        self.index.remove_bank(id);
+        self.entry_counts.remove(&id);
+        self.stats.remove(&id);
+        tracing::info!(bank = %name, entries = removed, "bank deleted");
+        Ok(removed)
+    }
+
+    // ---- Entries ----
+
+    /// Adds or updates entries of a bank. See [`Store::upsert_entries`] for `durable`.
+    pub fn add_entries(
+        &self,
+        name: &BankName,
+        entries: &[NewEntry],
+        durable: bool,
+    ) -> Result<AddOutcome, Error> {
+        let _writes = self.lock_writes();
+        let id = self.catalog().get(name)?.id;
+        let outcome = self.store.upsert_entries(id, entries, durable)?;
+        let mut by_algorithm: HashMap<Algorithm, Vec<(HashValue, BankId)>> = HashMap::new();
+        for hash in &outcome.added {
+            by_algorithm
+                .entry(hash.algorithm())
+                .or_default()
+                .push((*hash, id));
+        }
+        for (algorithm, pairs) in by_algorithm {
+            self.index.get(algorithm).insert_many(&pairs);
+        }
+        *self.entry_counts.entry(id).or_insert(0) += outcome.added.len() as u64;
+        Ok(AddOutcome {
+            added: outcome.added.len() as u64,
+            updated: outcome.updated,
+        })
+    }
+
+    /// Makes earlier non-durable adds durable.
+    pub fn sync(&self) -> Result<(), Error> {
+        let _writes = self.lock_writes();
+        Ok(self.store.sync()?)
+    }
+
+    /// Hashes an image and adds its hashes to a bank.
+    pub fn add_image(
+        &self,
+        name: &BankName,
+        image: &[u8],
+        request: &ImageEntry,
+    ) -> Result<(ImageHashes, AddOutcome), Error> {
+        // Fail on an unknown bank before paying for the decode.
+        self.catalog().get(name)?;
+        let algorithms = if request.algorithms.is_empty() {
+            vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256]
+        } else {
+            request.algorithms.clone()
+        };
+        let hashes = hash_image(
+            image,
+            &HashOptions {
+                algorithms,
+                pdq_dihedral: false,
+            },
+            &self.config.decode_limits,
+        )?;
+        if let Some(quality) = hashes.get(Algorithm::Pdq).and_then(|h| h.quality)
+            && quality < self.config.min_add_quality
+            && !request.allow_low_quality
+        {
+            return Err(Error::LowQuality {
+                quality,
+                minimum: self.config.min_add_quality,
+            });
+        }
+        let now = now_ms();
+        let entries = hashes
+            .hashes
+            .iter()
+            .map(|computed| {
+                NewEntry::new(
+                    computed.value,
+                    &request.id,
+                    request.labels.clone(),
+                    &request.source,
+                    &request.note,
+                    now,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = self.add_entries(name, &entries, true)?;
+        Ok((hashes, outcome))
+    }
+
+    /// Removes entries by hash and by external id; returns how many went.
+    pub fn remove_entries(
+        &self,
+        name: &BankName,
+        hashes: &[HashValue],
+        ids: &[String],
+    ) -> Result<u64, Error> {
+        let _writes = self.lock_writes();
+        let id = self.catalog().get(name)?.id;
+        let removed = self.store.remove_entries(id, hashes, ids)?;
+        for hash in &removed {
+            self.index.get(hash.algorithm()).remove(hash, id);
+        }
+        if let Some(mut count) = self.entry_counts.get_mut(&id) {
+            *count = count.saturating_sub(removed.len() as u64);
+        }
+        Ok(removed.len() as u64)
+    }
+
+    /// Visits a bank's entries (optionally of one algorithm) from one snapshot.
+    pub fn export(
+        &self,
+        name: &BankName,
+        algorithm: Option<Algorithm>,
+        mut visit: impl FnMut(Entry) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let id = self.catalog().get(name)?.id;
+        self.store
+            .for_each_entry(Some(id), algorithm, |_, entry| visit(entry))?;
+        Ok(())
+    }
+
+    // ---- Checks ----
+
+    /// Hashes image bytes without any lookup.
+    pub fn hash_image(&self, image: &[u8], options: &HashOptions) -> Result<ImageHashes, Error> {
+        Ok(hash_image(image, options, &self.config.decode_limits)?)
+    }
+
+    /// Checks precomputed hashes.
+    pub fn check_hashes(&self, hashes: &[HashValue], banks: &[BankName]) -> Result<CheckOutcome, Error> {
+        let queries: Vec<(HashValue, Transform)> = hashes.iter().map(|h| (*h, Transform::Original)).collect();
+        self.check(&queries, banks, Vec::new())
+    }
+
+    /// Hashes image bytes and checks the hashes.
+    pub fn check_image(&self, image: &[u8], request: &ImageCheck) -> Result<CheckOutcome, Error> {
+        // Resolve the bank filter before paying for the decode.
+        self.eligible_banks(&request.banks)?;
+        let algorithms = if request.algorithms.is_empty() {
+            let mut default = vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256];
+            default.extend(
+                [Algorithm::PHash, Algorithm::DHash, Algorithm::AHash]
+                    .into_iter()
+                    .filter(|a| !self.index.get(*a).is_empty()),
+            );
+            default
+        } else {
+            request.algorithms.clone()
+        };
+        let pdq_dihedral = request.dihedral && algorithms.contains(&Algorithm::Pdq);
+        let image_hashes = hash_image(
+            image,
+            &HashOptions {
+                algorithms,
+                pdq_dihedral,
+            },
+            &self.config.decode_limits,
+        )?;
+        let mut queries: Vec<(HashValue, Transform)> = Vec::new();
+        for computed in &image_hashes.hashes {
+            match (computed.value.algorithm(), &image_hashes.pdq_dihedral) {
+                (Algorithm::Pdq, Some(variants)) => {
+                    queries.extend(variants.iter().copied().zip(Transform::DIHEDRAL_ORDER));
+                }
+                _ => queries.push((computed.value, Transform::Original)),
+            }
+        }
+        self.check(&queries, &request.banks, image_hashes.hashes)
+    }
+
+    /// Banks a check may match: enabled, and in the filter when one is given.
+    fn eligible_banks(&self, filter: &[BankName]) -> Result<HashMap<BankId, Arc<Bank>>, Error> {
+        let catalog = self.catalog();
+        let chosen: Vec<&Arc<Bank>> = if filter.is_empty() {
+            catalog.by_id.values().collect()
+        } else {
+            filter
+                .iter()
+                .map(|name| catalog.get(name))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(chosen
+            .into_iter()
+            .filter(|b| b.settings.enabled)
+            .map(|b| (b.id, b.clone()))
+            .collect())
+    }
+
+    fn check(
+        &self,
+        queries: &[(HashValue, Transform)],
+        filter: &[BankName],
+        hashes: Vec<ComputedHash>,
+    ) -> Result<CheckOutcome, Error> {
+        let banks = self.eligible_banks(filter)?;
+        // The nearest hit per (bank, stored hash): a hash found through several variants of
+        // the query is one match. Earlier transforms win ties, so ORIGINAL is preferred.
+        let mut nearest: HashMap<(BankId, HashValue), (u32, Transform)> = HashMap::new();
+        let mut hits: Vec<IndexHit> = Vec::new();
+        for (query, transform) in queries {
+            let algorithm = query.algorithm();
+            let Some(radius) = banks.values().map(|b| b.settings.thresholds.get(algorithm)).max() else {
+                break;
+            };
+            hits.clear();
+            self.index.get(algorithm).search(query, radius, &mut hits);
+            for hit in &hits {
+                let Some(bank) = banks.get(&hit.bank) else {
+                    continue;
+                };
+                if hit.distance > bank.settings.thresholds.get(algorithm) {
+                    continue;
+                }
+                let slot = nearest
+                    .entry((hit.bank, hit.hash))
+                    .or_insert((hit.distance, *transform));
+                if (hit.distance, *transform) < *slot {
+                    *slot = (hit.distance, *transform);
+                }
+            }
+        }
+        let keys: Vec<(BankId, HashValue)> = nearest.keys().copied().collect();
+        let metas = self.store.entries_meta(&keys)?;
+        let mut matches = Vec::with_capacity(keys.len());
+        for (key, meta) in keys.iter().zip(metas) {
+            // Removed since the search: no longer a match.
+            let (Some(meta), Some(bank)) = (meta, banks.get(&key.0)) else {
+                continue;
+            };
+            let (distance, transform) = nearest[key];
+            let mut labels = bank.settings.labels.clone();
+            for label in meta.labels {
+                if !labels.contains(&label) {
+                    labels.push(label);
+                }
+            }
+            matches.push(Match {
+                bank: bank.name.clone(),
+                entry_id: meta.id,
+                hash: key.1,
+                distance,
+                labels,
+                action: bank.settings.action,
+                source: meta.source,
+                transform,
+            });
+        }
+        let verdict = decide(&matches);
+        self.record_matches(&matches, &banks);
+        sort_matches(&mut matches);
+        matches.truncate(self.config.max_matches);
+        Ok(CheckOutcome {
+            verdict,
+            matches,
+            hashes,
+        })
+    }
+
+    fn record_matches(&self, matches: &[Match], banks: &HashMap<BankId, Arc<Bank>>) {
+        if matches.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        for bank in banks
+            .values()
+            .filter(|b| matches.iter().any(|m| m.bank == b.name))
+        {
+            let mut stats = self.stats.entry(bank.id).or_default();
+            stats.match_count += 1;
+            stats.last_match_ms = Some(now);
+        }
+        tracing::info!(
+            matches = matches.len(),
+            verdict = ?decide(matches),
+            banks = ?matches.iter().map(|m| m.bank.as_str()).collect::<Vec<_>>(),
+            "check matched"
+        );
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

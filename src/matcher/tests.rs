@@ -1,0 +1,221 @@
+use super::*;
+use crate::bank::{Action, Thresholds};
+
+fn settings(action: Action) -> BankSettings {
+    BankSettings {
+        action,
+        thresholds: Thresholds::default(),
+        labels: vec!["bank-label".into()],
+        description: String::new(),
+        enabled: true,
+    }
+}
+
+fn pdq(fill: u8, flips: usize) -> HashValue {
+    let mut bytes = [fill; 32];
+    for i in 0..flips {
+        bytes[i / 8] ^= 1 << (i % 8);
+    }
+    HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap()
+}
+
+fn name(text: &str) -> BankName {
+    BankName::new(text).unwrap()
+}
+
+fn entry(hash: HashValue, id: &str) -> NewEntry {
+    NewEntry::new(
+        hash,
+        id,
+        vec!["entry-label".into(), "bank-label".into()],
+        "gifct",
+        "",
+        0,
+    )
+    .unwrap()
+}
+
+fn open(dir: &std::path::Path) -> Matcher {
+    Matcher::open(MatcherConfig::new(dir)).unwrap()
+}
+
+#[test]
+fn a_near_hash_matches_within_the_threshold_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("TVEC"), settings(Action::Block))
+        .unwrap();
+    matcher
+        .add_entries(&name("TVEC"), &[entry(pdq(0x33, 0), "item-1")], true)
+        .unwrap();
+
+    let outcome = matcher.check_hashes(&[pdq(0x33, 31)], &[]).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Block);
+    assert_eq!(outcome.matches.len(), 1);
+    let found = &outcome.matches[0];
+    assert_eq!(
+        (found.distance, found.entry_id.as_str(), found.source.as_str()),
+        (31, "item-1", "gifct")
+    );
+    assert_eq!(
+        found.labels,
+        vec!["bank-label".to_string(), "entry-label".to_string()]
+    );
+
+    let outcome = matcher.check_hashes(&[pdq(0x33, 32)], &[]).unwrap();
+    assert_eq!(outcome.verdict, Verdict::NoMatch);
+    assert!(outcome.matches.is_empty());
+}
+
+#[test]
+fn per_bank_thresholds_disabled_banks_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    let mut tight = settings(Action::Review);
+    tight.thresholds.pdq = 4;
+    matcher.create_bank(name("TIGHT"), tight).unwrap();
+    matcher
+        .create_bank(name("LOOSE"), settings(Action::Review))
+        .unwrap();
+    for bank in ["TIGHT", "LOOSE"] {
+        matcher
+            .add_entries(&name(bank), &[entry(pdq(0x0f, 0), "")], true)
+            .unwrap();
+    }
+    let outcome = matcher.check_hashes(&[pdq(0x0f, 10)], &[]).unwrap();
+    let banks: Vec<&str> = outcome.matches.iter().map(|m| m.bank.as_str()).collect();
+    assert_eq!(banks, vec!["LOOSE"]);
+    assert_eq!(outcome.verdict, Verdict::Review);
+
+    let outcome = matcher.check_hashes(&[pdq(0x0f, 0)], &[name("TIGHT")]).unwrap();
+    assert_eq!(outcome.matches.len(), 1);
+
+    matcher
+        .update_bank(
+            &name("LOOSE"),
+            &BankUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        matcher.check_hashes(&[pdq(0x0f, 10)], &[]).unwrap().verdict,
+        Verdict::NoMatch
+    );
+
+    assert!(matches!(
+        matcher.check_hashes(&[pdq(0, 0)], &[name("NOPE")]),
+        Err(Error::BankNotFound(_))
+    ));
+}
+
+#[test]
+fn an_allow_bank_overrides_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("BLOCKED"), settings(Action::Block))
+        .unwrap();
+    matcher
+        .create_bank(name("KNOWN_FP"), settings(Action::Allow))
+        .unwrap();
+    matcher
+        .add_entries(&name("BLOCKED"), &[entry(pdq(0x55, 0), "")], true)
+        .unwrap();
+    matcher
+        .add_entries(&name("KNOWN_FP"), &[entry(pdq(0x55, 3), "")], true)
+        .unwrap();
+    let outcome = matcher.check_hashes(&[pdq(0x55, 1)], &[]).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Allowed);
+    assert_eq!(outcome.matches.len(), 2);
+    assert_eq!(outcome.matches[0].bank.as_str(), "BLOCKED");
+    assert_eq!(matcher.bank(&name("KNOWN_FP")).unwrap().match_count, 1);
+}
+
+#[test]
+fn removals_and_bank_deletion_take_effect_at_once_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let matcher = open(dir.path());
+        matcher.create_bank(name("A"), settings(Action::Block)).unwrap();
+        matcher.create_bank(name("B"), settings(Action::Block)).unwrap();
+        let entries = [entry(pdq(1, 0), "one"), entry(pdq(0xf0, 0), "two")];
+        assert_eq!(
+            matcher.add_entries(&name("A"), &entries, true).unwrap(),
+            AddOutcome { added: 2, updated: 0 }
+        );
+        assert_eq!(
+            matcher.add_entries(&name("A"), &entries[..1], true).unwrap(),
+            AddOutcome { added: 0, updated: 1 }
+        );
+        matcher.add_entries(&name("B"), &entries, true).unwrap();
+        assert_eq!(
+            matcher.remove_entries(&name("A"), &[], &["one".into()]).unwrap(),
+            1
+        );
+        assert_eq!(matcher.delete_bank(&name("B")).unwrap(), 2);
+        assert!(
+            matcher
+                .check_hashes(&[pdq(1, 0)], &[])
+                .unwrap()
+                .matches
+                .is_empty()
+        );
+        assert_eq!(matcher.bank(&name("A")).unwrap().entry_count, 1);
+    }
+    let matcher = open(dir.path());
+    assert!(
+        matcher
+            .check_hashes(&[pdq(1, 0)], &[])
+            .unwrap()
+            .matches
+            .is_empty()
+    );
+    assert_eq!(
+        matcher.check_hashes(&[pdq(0xf0, 2)], &[]).unwrap().matches.len(),
+        1
+    );
+    assert_eq!(matcher.banks().len(), 1);
+    assert_eq!(matcher.bank(&name("A")).unwrap().entry_count, 1);
+}
+
+#[test]
+fn exact_digests_match_only_when_equal() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("MD5S"), settings(Action::Block))
+        .unwrap();
+    let stored = HashValue::from_hex(Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f72").unwrap();
+    let near = HashValue::from_hex(Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f73").unwrap();
+    matcher
+        .add_entries(&name("MD5S"), &[entry(stored, "")], true)
+        .unwrap();
+    assert_eq!(
+        matcher.check_hashes(&[stored], &[]).unwrap().verdict,
+        Verdict::Block
+    );
+    assert_eq!(
+        matcher.check_hashes(&[near], &[]).unwrap().verdict,
+        Verdict::NoMatch
+    );
+}
+
+#[test]
+fn invalid_bank_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    let mut bad = settings(Action::Block);
+    bad.thresholds.pdq = 200;
+    assert!(matches!(
+        matcher.create_bank(name("X"), bad),
+        Err(Error::Invalid(_))
+    ));
+    matcher.create_bank(name("X"), settings(Action::Block)).unwrap();
+    assert!(matches!(
+        matcher.create_bank(name("X"), settings(Action::Block)),
+        Err(Error::BankExists(_))
+    ));
+}
