@@ -15,7 +15,9 @@
 
 pub mod bank;
 pub mod error;
+pub mod grpc;
 pub mod hash;
+pub mod hashlist;
 pub mod index;
 pub mod matcher;
 pub mod store;

@@ -41,3 +41,8 @@ pub fn decode_image(bytes: &[u8], _limits: &DecodeLimits) -> Result<DecodedImage
         rgb: image.into_rgb8(),
     })
 }
+impl DecodeError {
+    pub fn is_limit(&self) -> bool {
+        matches!(self, DecodeError::InputTooLarge { .. })
+    }
+}

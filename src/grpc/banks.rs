@@ -1,0 +1,246 @@
+//! The `Banks` service: bank management and entry loading, removal and export.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{blocking, convert};
+use crate::bank::{BankName, NewEntry};
+use crate::matcher::{AddOutcome, ImageEntry, Matcher, now_ms};
+use crate::proto as pb;
+
+/// Entries committed per store transaction during a bulk load.
+const LOAD_BATCH: usize = 10_000;
+/// Rejections listed in an `AddEntries` response; the count covers them all.
+const MAX_LISTED_REJECTIONS: usize = 100;
+/// Entries per exported message.
+const EXPORT_BATCH: usize = 1_000;
+
+pub struct BanksService {
+    matcher: Arc<Matcher>,
+}
+
+impl BanksService {
+    pub fn new(matcher: Arc<Matcher>) -> Self {
+        BanksService { matcher }
+    }
+
+    /// Commits one batch of a bulk load; only the last commit of a load is fsynced.
+    async fn load(
+        &self,
+        bank: &BankName,
+        entries: Vec<NewEntry>,
+        durable: bool,
+    ) -> Result<AddOutcome, Status> {
+        let matcher = self.matcher.clone();
+        let bank = bank.clone();
+        blocking(move || matcher.add_entries(&bank, &entries, durable)).await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::banks_server::Banks for BanksService {
+    async fn create_bank(
+        &self,
+        request: Request<pb::CreateBankRequest>,
+    ) -> Result<Response<pb::Bank>, Status> {
+        let (name, settings) = convert::new_bank(request.get_ref().bank.as_ref())?;
+        let matcher = self.matcher.clone();
+        let view = blocking(move || matcher.create_bank(name, settings)).await?;
+        Ok(Response::new(convert::bank_to_pb(&view)))
+    }
+
+    async fn get_bank(&self, request: Request<pb::GetBankRequest>) -> Result<Response<pb::Bank>, Status> {
+        let name = convert::bank_name(&request.get_ref().name)?;
+        Ok(Response::new(convert::bank_to_pb(&self.matcher.bank(&name)?)))
+    }
+
+    async fn list_banks(
+        &self,
+        _request: Request<pb::ListBanksRequest>,
+    ) -> Result<Response<pb::ListBanksResponse>, Status> {
+        let banks = self.matcher.banks().iter().map(convert::bank_to_pb).collect();
+        Ok(Response::new(pb::ListBanksResponse { banks }))
+    }
+
+    async fn update_bank(
+        &self,
+        request: Request<pb::UpdateBankRequest>,
+    ) -> Result<Response<pb::Bank>, Status> {
+        let name = convert::bank_name(&request.get_ref().name)?;
+        let update = convert::bank_update(request.get_ref())?;
+        let matcher = self.matcher.clone();
+        let view = blocking(move || matcher.update_bank(&name, &update)).await?;
+        Ok(Response::new(convert::bank_to_pb(&view)))
+    }
+
+    async fn delete_bank(
+        &self,
+        request: Request<pb::DeleteBankRequest>,
+    ) -> Result<Response<pb::DeleteBankResponse>, Status> {
+        let name = convert::bank_name(&request.get_ref().name)?;
+        let matcher = self.matcher.clone();
+        let entries_removed = blocking(move || matcher.delete_bank(&name)).await?;
+        Ok(Response::new(pb::DeleteBankResponse { entries_removed }))
+    }
+
+    /// Validates each entry as it arrives (a bad one is rejected and counted, never stored),
+    /// commits valid ones in batches, and answers only after a durable commit.
+    async fn add_entries(
+        &self,
+        request: Request<Streaming<pb::AddEntriesRequest>>,
+    ) -> Result<Response<pb::AddEntriesResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut bank: Option<BankName> = None;
+        let mut response = pb::AddEntriesResponse::default();
+        let mut batch: Vec<NewEntry> = Vec::new();
+        let mut position: u64 = 0;
+        while let Some(message) = stream.message().await? {
+            if !message.bank.is_empty() {
+                let named = convert::bank_name(&message.bank)?;
+                match &bank {
+                    Some(current) if *current != named => {
+                        return Err(Status::invalid_argument(format!(
+                            "one stream loads one bank: got {named} after {current}"
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        // Fail fast on an unknown bank instead of after the whole upload.
+                        self.matcher.bank(&named)?;
+                        bank = Some(named);
+                    }
+                }
+            }
+            let Some(current) = &bank else {
+                return Err(Status::invalid_argument("the first message must name the bank"));
+            };
+            let now = now_ms();
+            for entry in &message.entries {
+                match convert::new_entry(entry, now) {
+                    Ok(valid) => batch.push(valid),
+                    Err(error) => {
+                        response.rejected += 1;
+                        if response.rejections.len() < MAX_LISTED_REJECTIONS {
+                            response.rejections.push(pb::Rejection {
+                                index: position,
+                                reason: error.to_string(),
+                            });
+                        }
+                    }
+                }
+                position += 1;
+            }
+            if batch.len() >= LOAD_BATCH {
+                let outcome = self.load(current, std::mem::take(&mut batch), false).await?;
+                response.added += outcome.added;
+                response.updated += outcome.updated;
+            }
+        }
+        let Some(current) = &bank else {
+            return Err(Status::invalid_argument("the stream named no bank"));
+        };
+        // The last commit is durable, and makes every earlier batch durable with it.
+        let outcome = self.load(current, batch, true).await?;
+        response.added += outcome.added;
+        response.updated += outcome.updated;
+        tracing::info!(
+            bank = %current,
+            added = response.added,
+            updated = response.updated,
+            rejected = response.rejected,
+            "entries loaded"
+        );
+        Ok(Response::new(response))
+    }
+
+    async fn add_image(
+        &self,
+        request: Request<pb::AddImageRequest>,
+    ) -> Result<Response<pb::AddImageResponse>, Status> {
+        let request = request.into_inner();
+        let name = convert::bank_name(&request.bank)?;
+        if request.image.is_empty() {
+            return Err(Status::invalid_argument("image is required"));
+        }
+        let entry = ImageEntry {
+            algorithms: convert::algorithms(&request.algorithms)?,
+            id: request.id,
+            labels: request.labels,
+            source: request.source,
+            note: request.note,
+            allow_low_quality: request.allow_low_quality,
+        };
+        let matcher = self.matcher.clone();
+        let image = request.image;
+        let (hashes, outcome) = blocking(move || matcher.add_image(&name, &image, &entry)).await?;
+        Ok(Response::new(pb::AddImageResponse {
+            hashes: hashes.hashes.iter().map(convert::computed_hash_to_pb).collect(),
+            added: outcome.added,
+            updated: outcome.updated,
+        }))
+    }
+
+    async fn remove_entries(
+        &self,
+        request: Request<pb::RemoveEntriesRequest>,
+    ) -> Result<Response<pb::RemoveEntriesResponse>, Status> {
+        let request = request.into_inner();
+        let name = convert::bank_name(&request.bank)?;
+        if request.hashes.is_empty() && request.ids.is_empty() {
+            return Err(Status::invalid_argument("give at least one hash or id to remove"));
+        }
+        let hashes = request
+            .hashes
+            .iter()
+            .map(convert::hash_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        let matcher = self.matcher.clone();
+        let ids = request.ids;
+        let removed = blocking(move || matcher.remove_entries(&name, &hashes, &ids)).await?;
+        Ok(Response::new(pb::RemoveEntriesResponse { removed }))
+    }
+
+    type ExportEntriesStream = ReceiverStream<Result<pb::ExportEntriesResponse, Status>>;
+
+    /// Reads one store snapshot on a blocking thread and streams it in batches; a client that
+    /// goes away stops the read.
+    async fn export_entries(
+        &self,
+        request: Request<pb::ExportEntriesRequest>,
+    ) -> Result<Response<Self::ExportEntriesStream>, Status> {
+        let request = request.into_inner();
+        let name = convert::bank_name(&request.bank)?;
+        let algorithm = match request.algorithm {
+            0 => None,
+            value => Some(convert::algorithm(value)?),
+        };
+        self.matcher.bank(&name)?;
+        let (tx, rx) = mpsc::channel(4);
+        let matcher = self.matcher.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(EXPORT_BATCH);
+            let result = matcher.export(&name, algorithm, |entry| {
+                batch.push(convert::entry_to_pb(&entry));
+                if batch.len() < EXPORT_BATCH {
+                    return ControlFlow::Continue(());
+                }
+                let entries = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                match tx.blocking_send(Ok(pb::ExportEntriesResponse { entries })) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            });
+            let last = match result {
+                Ok(()) if batch.is_empty() => return,
+                Ok(()) => Ok(pb::ExportEntriesResponse { entries: batch }),
+                Err(error) => Err(Status::from(error)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
