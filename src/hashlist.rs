@@ -91,7 +91,7 @@ impl LineCounter {
 
 enum Format {
     Csv {
-        records: csv::StringRecordsIntoIter<NewlineTracker<Box<dyn BufRead>>>,
+        records: Box<csv::StringRecordsIntoIter<NewlineTracker<Box<dyn BufRead>>>>,
         columns: Columns,
         lines: LineCounter,
     },
@@ -167,7 +167,7 @@ impl HashListReader {
                 note: find("note"),
             };
             Format::Csv {
-                records: reader.into_records(),
+                records: Box::new(reader.into_records()),
                 columns,
                 lines: LineCounter {
                     newlines,
@@ -280,7 +280,10 @@ impl Iterator for HashListReader {
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> Vec<Result<(u64, String, String), (u64, String)>> {
+    /// (line, hex, id) of a row, or (line, reason) of a rejection.
+    type Outcome = Result<(u64, String, String), (u64, String)>;
+
+    fn read(text: &str) -> Vec<Outcome> {
         HashListReader::new(
             std::io::Cursor::new(text.to_string().into_bytes()),
             Algorithm::Pdq,

@@ -14,6 +14,7 @@
 //! Only `grpc` and `cli` know of gRPC; the core modules never import tonic or prost.
 
 pub mod bank;
+pub mod cli;
 pub mod error;
 pub mod grpc;
 pub mod hash;

@@ -22,6 +22,7 @@ use crate::proto;
 
 pub use banks::BanksService;
 pub use check::MatcherService;
+pub use convert::algorithm_to_pb;
 
 /// Largest request accepted: the largest image the decoder accepts, plus room for the rest.
 fn max_message_bytes(matcher: &Matcher) -> usize {

@@ -1,0 +1,98 @@
+//! `hashsieve check`: sends images to a running server and prints the verdicts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::client::{ServerArgs, describe, read_file};
+use super::{CliResult, parse_algorithms};
+use crate::grpc::algorithm_to_pb;
+use crate::proto as pb;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Only these banks (comma-separated); all enabled banks by default.
+    #[arg(long, value_delimiter = ',')]
+    banks: Vec<String>,
+    /// Only these algorithms (comma-separated); the server's default set otherwise.
+    #[arg(long = "algo")]
+    algorithms: Option<String>,
+    /// Do not match PDQ's mirrored and rotated variants.
+    #[arg(long)]
+    no_dihedral: bool,
+    /// One JSON object per file: the CheckResponse in protobuf's JSON mapping, plus "path".
+    #[arg(long)]
+    json: bool,
+    /// Image files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub async fn run(args: CheckArgs) -> CliResult {
+    let algorithms: Vec<i32> = match &args.algorithms {
+        Some(text) => parse_algorithms(text)?
+            .into_iter()
+            .map(|a| algorithm_to_pb(a) as i32)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut client = args.server.matcher().await?;
+    let mut failed = false;
+    for path in &args.files {
+        let request = read_file(path).map(|image| pb::CheckImageRequest {
+            image,
+            banks: args.banks.clone(),
+            algorithms: algorithms.clone(),
+            dihedral: Some(!args.no_dihedral),
+        });
+        let response = match request {
+            Ok(request) => client
+                .check_image(request)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(describe),
+            Err(message) => Err(message),
+        };
+        match response {
+            Ok(response) if args.json => println!("{}", json_line(&response, path)?),
+            Ok(response) => print_text(&response, path),
+            Err(message) => {
+                eprintln!("hashsieve: {}: {message}", path.display());
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn json_line(response: &pb::CheckResponse, path: &std::path::Path) -> Result<String, String> {
+    let mut value = serde_json::to_value(response).map_err(|e| format!("cannot encode JSON: {e}"))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("path".into(), path.display().to_string().into());
+    }
+    Ok(value.to_string())
+}
+
+/// `PATH<TAB>VERDICT`, then one indented line per match.
+fn print_text(response: &pb::CheckResponse, path: &std::path::Path) {
+    let verdict = pb::Verdict::try_from(response.verdict).unwrap_or(pb::Verdict::Unspecified);
+    println!("{}\t{}", path.display(), verdict.as_str_name());
+    for found in &response.matches {
+        let algorithm = pb::Algorithm::try_from(found.algorithm).unwrap_or(pb::Algorithm::Unspecified);
+        let action = pb::Action::try_from(found.action).unwrap_or(pb::Action::Unspecified);
+        println!(
+            "  match\tbank={}\tentry={}\t{}\tdistance={}\t{}\tlabels={}",
+            found.bank,
+            found.entry_id,
+            algorithm.as_str_name(),
+            found.distance,
+            action.as_str_name(),
+            found.labels.join(";"),
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The `hashsieve` command line: one module per command, each a thin layer over the library
+//! (offline hashing) or over the generated gRPC clients (everything that needs a server).
+
+mod bank;
+mod check;
+mod client;
+mod entries;
+mod hash;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Matches uploads against banks of perceptual hashes of flagged media.
+#[derive(Debug, Parser)]
+#[command(name = "hashsieve", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC service.
+    Serve(serve::ServeArgs),
+    /// Hash image files offline (no server).
+    Hash(hash::HashArgs),
+    /// Check images against a running server's banks.
+    Check(check::CheckArgs),
+    /// Manage banks on a running server.
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
+    /// Load a hash list (CSV or bare hex) into a bank.
+    Import(entries::ImportArgs),
+    /// Hash images and add them to a bank.
+    Add(entries::AddArgs),
+    /// Remove entries from a bank by hash or id.
+    Remove(entries::RemoveArgs),
+    /// Print a bank's entries as CSV (the import format).
+    Export(entries::ExportArgs),
+}
+
+/// Runs a parsed command line; errors are printed here, once.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Hash(args) => hash::run(args),
+        command => with_runtime(async move {
+            match command {
+                Command::Check(args) => check::run(args).await,
+                Command::Bank(command) => bank::run(command).await,
+                Command::Import(args) => entries::import(args).await,
+                Command::Add(args) => entries::add(args).await,
+                Command::Remove(args) => entries::remove(args).await,
+                Command::Export(args) => entries::export(args).await,
+                Command::Serve(_) | Command::Hash(_) => Ok(ExitCode::SUCCESS),
+            }
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("hashsieve: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Client commands are small: a current-thread runtime is enough.
+fn with_runtime(work: impl std::future::Future<Output = CliResult>) -> CliResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(work)
+}
+
+/// A command's outcome: an exit code, or a message for the user.
+type CliResult = Result<ExitCode, String>;
+
+/// An error and its sources, joined: "storage failure: database error: …".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
+}
+
+/// Parses `pdq,md5` into algorithms.
+fn parse_algorithms(text: &str) -> Result<Vec<crate::hash::Algorithm>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|e: crate::hash::UnknownAlgorithm| e.to_string())
+        })
+        .collect()
+}

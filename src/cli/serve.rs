@@ -1,0 +1,92 @@
+//! `hashsieve serve`: opens the store, rebuilds the index, serves until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+use super::CliResult;
+use crate::matcher::{Matcher, MatcherConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HASHSIEVE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, env = "HASHSIEVE_DATA_DIR", default_value = "./hashsieve-data")]
+    data_dir: PathBuf,
+    /// Largest accepted image, in bytes.
+    #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_input_bytes)]
+    max_image_bytes: usize,
+    /// Largest accepted image, in pixels (width × height), checked before decoding.
+    #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_pixels)]
+    max_image_pixels: u64,
+    /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
+    #[arg(long, default_value_t = 50)]
+    min_add_quality: u8,
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = MatcherConfig::new(&args.data_dir);
+    config.decode_limits.max_input_bytes = args.max_image_bytes;
+    config.decode_limits.max_pixels = args.max_image_pixels;
+    config.min_add_quality = args.min_add_quality;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let matcher = tokio::task::spawn_blocking(move || Matcher::open(config))
+            .await
+            .map_err(|e| format!("startup failed: {e}"))?
+            .map_err(|e| format!("cannot open the store in {}: {}", args.data_dir.display(), super::error_chain(&e)))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%address, data_dir = %args.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "serving");
+        crate::grpc::serve(listener, Arc::new(matcher), shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM (what container runtimes send), so in-flight calls drain.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
