@@ -1,0 +1,194 @@
+//! The `hashsieve` binary as a user runs it: offline `hash`, and `bank`, `import`, `add`,
+//! `check`, `export`, `remove` against a real server.
+
+mod common;
+
+use std::process::Output;
+
+use common::{TestServer, testdata};
+
+const BRIDGE_PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+fn hashsieve(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the binary off the async runtime, so the in-process server keeps serving.
+async fn hashsieve_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        hashsieve(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path(relative: &str) -> String {
+    testdata(relative).display().to_string()
+}
+
+#[test]
+fn hash_prints_one_tab_separated_line_per_file_and_algorithm() {
+    let original = path("pdq/bridge-mods/aaa-orig.jpg");
+    let output = hashsieve(&["hash", &original]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), format!("pdq\t{BRIDGE_PDQ}\t100\t{original}\n"));
+
+    let output = hashsieve(&["hash", "--algo", "pdq,md5", "--json", &original]);
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["algorithm"], "pdq");
+    assert_eq!(lines[0]["hex"], BRIDGE_PDQ);
+    assert_eq!(lines[0]["quality"], 100);
+    assert_eq!(lines[0]["path"], original.as_str());
+    assert_eq!(lines[1]["algorithm"], "md5");
+    assert_eq!(lines[1]["quality"], serde_json::Value::Null);
+}
+
+#[test]
+fn hash_reports_bad_files_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jpg");
+    std::fs::write(&bad, b"not an image").unwrap();
+    let original = path("pdq/bridge-mods/aaa-orig.jpg");
+    let output = hashsieve(&["hash", bad.to_str().unwrap(), &original, "/no/such/file.png"]);
+    assert!(!output.status.success());
+    assert_eq!(stdout(&output).lines().count(), 1);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(errors.contains("bad.jpg"), "{errors}");
+    assert!(errors.contains("/no/such/file.png"), "{errors}");
+    let output = hashsieve(&["hash", "--algo", "pdqx", &original]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown algorithm"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_check_export_remove_against_a_server() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(format!("--server={url}"));
+        hashsieve_async(all)
+    };
+
+    let created = run(&[
+        "bank",
+        "create",
+        "TVEC",
+        "--action",
+        "block",
+        "--labels",
+        "tvec;gifct",
+    ])
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.csv");
+    std::fs::write(
+        &list,
+        format!(
+            "hash,id,labels,source\n{BRIDGE_PDQ},bridge-1,violent;video,tat\nnot-hex,bad-1,,\n\n{},short,,\n",
+            &BRIDGE_PDQ[..40]
+        ),
+    )
+    .unwrap();
+    let imported = run(&["import", "--bank", "TVEC", list.to_str().unwrap()]).await;
+    let text = stdout(&imported);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(text.contains("1 added, 0 updated, 2 rejected"), "{text}");
+    assert!(text.contains("line 3:"), "{text}");
+    assert!(text.contains("line 5:"), "{text}");
+
+    let edited = path("pdq/bridge-mods/sharpen-a-lot.jpg");
+    let unrelated = path("pdq/reg-test-input/labelme-subset/q2821.jpg");
+    let checked = run(&["check", &edited, &unrelated]).await;
+    let text = stdout(&checked);
+    assert!(text.contains(&format!("{edited}\tVERDICT_BLOCK")), "{text}");
+    assert!(text.contains("bank=TVEC\tentry=bridge-1"), "{text}");
+    assert!(text.contains(&format!("{unrelated}\tVERDICT_NO_MATCH")), "{text}");
+
+    let checked = run(&["check", "--json", &edited]).await;
+    let value: serde_json::Value = serde_json::from_str(stdout(&checked).trim()).unwrap();
+    assert_eq!(value["verdict"], "VERDICT_BLOCK");
+    assert_eq!(value["path"], edited.as_str());
+    assert_eq!(value["matches"][0]["entryId"], "bridge-1");
+    assert_eq!(
+        value["matches"][0]["labels"],
+        serde_json::json!(["tvec", "gifct", "violent", "video"])
+    );
+    assert!(value["matches"][0]["distance"].as_u64().unwrap() <= 31);
+    assert_eq!(value["hashes"][0]["algorithm"], "ALGORITHM_PDQ");
+
+    let added = run(&[
+        "add",
+        "--bank",
+        "TVEC",
+        "--labels",
+        "photo",
+        &path("pdq/misc-images/c.png"),
+    ])
+    .await;
+    assert!(stdout(&added).contains("3 added"), "{}", stdout(&added));
+
+    let exported = run(&["export", "--bank", "TVEC"]).await;
+    let text = stdout(&exported);
+    assert_eq!(text.lines().count(), 1 + 4, "{text}");
+    assert!(text.starts_with("algorithm,hash,id,labels,source,note,added_at\n"));
+    assert!(
+        text.contains(&format!("pdq,{BRIDGE_PDQ},bridge-1,violent;video,tat,")),
+        "{text}"
+    );
+
+    // The export re-imports as is: every row is an update.
+    let export_file = dir.path().join("export.csv");
+    std::fs::write(&export_file, &text).unwrap();
+    let reimported = run(&["import", "--bank", "TVEC", export_file.to_str().unwrap()]).await;
+    assert!(
+        stdout(&reimported).contains("0 added, 4 updated, 0 rejected"),
+        "{}",
+        stdout(&reimported)
+    );
+
+    let removed = run(&["remove", "--bank", "TVEC", "--id", "bridge-1"]).await;
+    assert!(
+        stdout(&removed).contains("removed 1 entries"),
+        "{}",
+        stdout(&removed)
+    );
+    let checked = run(&["check", &edited]).await;
+    assert!(
+        stdout(&checked).contains("VERDICT_NO_MATCH"),
+        "{}",
+        stdout(&checked)
+    );
+
+    let unknown = run(&["import", "--bank", "NOPE", list.to_str().unwrap()]).await;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
+}
+
+#[test]
+fn client_commands_explain_an_unreachable_server() {
+    let output = hashsieve(&["bank", "list", "--server", "http://127.0.0.1:9"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
+}

@@ -1,0 +1,658 @@
+//! End-to-end: every RPC of `hashsieve.v1` through the generated clients against a real server
+//! on 127.0.0.1:0, including the error statuses.
+
+mod common;
+
+use common::{TestServer, read_testdata};
+use hashsieve::proto as pb;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+const ORIGINAL: &str = "pdq/bridge-mods/aaa-orig.jpg";
+const EDITED: &str = "pdq/bridge-mods/sharpen-a-lot.jpg";
+const BRIDGE_PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+fn bank(name: &str, action: pb::Action) -> pb::CreateBankRequest {
+    pb::CreateBankRequest {
+        bank: Some(pb::Bank {
+            name: name.into(),
+            action: action as i32,
+            labels: vec!["tvec".into()],
+            enabled: true,
+            ..Default::default()
+        }),
+    }
+}
+
+fn pdq(hex: &str) -> pb::HashValue {
+    pb::HashValue {
+        algorithm: pb::Algorithm::Pdq as i32,
+        hex: hex.into(),
+    }
+}
+
+fn entry(hex: &str, id: &str) -> pb::Entry {
+    pb::Entry {
+        hash: Some(pdq(hex)),
+        id: id.into(),
+        labels: vec!["video".into()],
+        ..Default::default()
+    }
+}
+
+/// `BRIDGE_PDQ` with its last `flips` bits inverted.
+fn flipped(flips: u32) -> String {
+    let value = u128::from_str_radix(&BRIDGE_PDQ[32..], 16).unwrap() ^ ((1u128 << flips) - 1);
+    format!("{}{value:032x}", &BRIDGE_PDQ[..32])
+}
+
+#[tokio::test]
+async fn bank_lifecycle_and_errors() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+
+    let created = banks
+        .create_bank(bank("TVEC", pb::Action::Block))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.thresholds.unwrap().pdq, Some(31));
+    assert!(created.created_at.is_some());
+    let again = banks
+        .create_bank(bank("TVEC", pb::Action::Block))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    assert_eq!(
+        banks
+            .create_bank(bank("lower case", pb::Action::Block))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        banks
+            .create_bank(bank("NO_ACTION", pb::Action::Unspecified))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+
+    let updated = banks
+        .update_bank(pb::UpdateBankRequest {
+            name: "TVEC".into(),
+            action: Some(pb::Action::Review as i32),
+            thresholds: Some(pb::Thresholds {
+                pdq: Some(20),
+                ..Default::default()
+            }),
+            labels: Some(pb::Labels {
+                values: vec!["a".into(), "b".into()],
+            }),
+            description: Some("test bank".into()),
+            enabled: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.action, pb::Action::Review as i32);
+    assert_eq!(updated.thresholds.unwrap().pdq, Some(20));
+    assert_eq!(updated.thresholds.unwrap().phash, Some(8));
+    assert_eq!(updated.labels, vec!["a", "b"]);
+    assert!(updated.enabled);
+    let too_loose = pb::UpdateBankRequest {
+        name: "TVEC".into(),
+        thresholds: Some(pb::Thresholds {
+            pdq: Some(100),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        banks.update_bank(too_loose).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    let fetched = banks
+        .get_bank(pb::GetBankRequest { name: "TVEC".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.description, "test bank");
+    assert_eq!(
+        banks
+            .get_bank(pb::GetBankRequest { name: "NOPE".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    banks
+        .create_bank(bank("ALLOWED", pb::Action::Allow))
+        .await
+        .unwrap();
+    let listed = banks
+        .list_banks(pb::ListBanksRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .banks;
+    assert_eq!(
+        listed.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
+        vec!["ALLOWED", "TVEC"]
+    );
+
+    banks
+        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
+            bank: "TVEC".into(),
+            entries: vec![entry(BRIDGE_PDQ, "x")],
+        }]))
+        .await
+        .unwrap();
+    let deleted = banks
+        .delete_bank(pb::DeleteBankRequest { name: "TVEC".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.entries_removed, 1);
+    assert_eq!(
+        banks
+            .delete_bank(pb::DeleteBankRequest { name: "TVEC".into() })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn bulk_load_counts_added_updated_and_rejected_rows() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
+    let messages = vec![
+        pb::AddEntriesRequest {
+            bank: "TVEC".into(),
+            entries: vec![
+                entry(BRIDGE_PDQ, "a"),
+                entry("zz", "bad-hex"),
+                entry(&flipped(40), "b"),
+            ],
+        },
+        pb::AddEntriesRequest {
+            bank: String::new(),
+            entries: vec![
+                entry(BRIDGE_PDQ, "a-renamed"),
+                entry(&BRIDGE_PDQ[..60], "short"),
+                pb::Entry {
+                    hash: None,
+                    ..Default::default()
+                },
+                pb::Entry {
+                    hash: Some(pb::HashValue {
+                        algorithm: pb::Algorithm::Md5 as i32,
+                        hex: "900150983cd24fb0d6963f7d28e17f72".into(),
+                    }),
+                    ..Default::default()
+                },
+            ],
+        },
+    ];
+    let response = banks
+        .add_entries(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.added, response.updated, response.rejected), (3, 1, 3));
+    let indexes: Vec<u64> = response.rejections.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, vec![1, 4, 5]);
+    assert!(
+        response.rejections[0].reason.contains("non-hex"),
+        "{}",
+        response.rejections[0].reason
+    );
+    assert!(
+        response.rejections[1].reason.contains("64 hex digits"),
+        "{}",
+        response.rejections[1].reason
+    );
+
+    let fetched = banks
+        .get_bank(pb::GetBankRequest { name: "TVEC".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.entry_count, 3);
+
+    // An unknown bank fails the stream with NOT_FOUND; a stream without a bank is invalid.
+    let unknown = vec![pb::AddEntriesRequest {
+        bank: "NOPE".into(),
+        entries: vec![entry(BRIDGE_PDQ, "")],
+    }];
+    assert_eq!(
+        banks
+            .add_entries(tokio_stream::iter(unknown))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let nameless = vec![pb::AddEntriesRequest {
+        bank: String::new(),
+        entries: vec![entry(BRIDGE_PDQ, "")],
+    }];
+    assert_eq!(
+        banks
+            .add_entries(tokio_stream::iter(nameless))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+
+    // Export gives back exactly what is stored, with the updated id.
+    let mut stream = banks
+        .export_entries(pb::ExportEntriesRequest {
+            bank: "TVEC".into(),
+            algorithm: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(message) = stream.next().await {
+        exported.extend(message.unwrap().entries);
+    }
+    assert_eq!(exported.len(), 3);
+    let bridge = exported
+        .iter()
+        .find(|e| e.hash.as_ref().unwrap().hex == BRIDGE_PDQ)
+        .unwrap();
+    assert_eq!(bridge.id, "a-renamed");
+    let only_md5 = banks
+        .export_entries(pb::ExportEntriesRequest {
+            bank: "TVEC".into(),
+            algorithm: pb::Algorithm::Md5 as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(
+        only_md5
+            .iter()
+            .map(|m| m.as_ref().unwrap().entries.len())
+            .sum::<usize>(),
+        1
+    );
+    assert_eq!(
+        banks
+            .export_entries(pb::ExportEntriesRequest {
+                bank: "NOPE".into(),
+                algorithm: 0
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    // Removal by id and by hash.
+    let removed = banks
+        .remove_entries(pb::RemoveEntriesRequest {
+            bank: "TVEC".into(),
+            hashes: vec![pdq(&flipped(40))],
+            ids: vec!["a-renamed".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.removed, 2);
+    let bad = pb::RemoveEntriesRequest {
+        bank: "TVEC".into(),
+        hashes: vec![pdq("xyz")],
+        ids: vec![],
+    };
+    assert_eq!(
+        banks.remove_entries(bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn an_edited_copy_of_a_flagged_image_is_blocked_and_allow_banks_override() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    let mut matcher = server.matcher().await;
+    banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
+
+    let added = banks
+        .add_image(pb::AddImageRequest {
+            bank: "TVEC".into(),
+            image: read_testdata(ORIGINAL),
+            id: "bridge".into(),
+            labels: vec!["video".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.added, 3);
+    assert_eq!(added.hashes[0].hex, BRIDGE_PDQ);
+    assert_eq!(added.hashes[0].quality, 100);
+
+    let check = |image: Vec<u8>| pb::CheckImageRequest {
+        image,
+        ..Default::default()
+    };
+    let response = matcher
+        .check_image(check(read_testdata(EDITED)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.verdict, pb::Verdict::Block as i32);
+    let found = &response.matches[0];
+    assert_eq!((found.bank.as_str(), found.entry_id.as_str()), ("TVEC", "bridge"));
+    assert!(
+        found.distance > 0 && found.distance <= 31,
+        "distance {}",
+        found.distance
+    );
+    assert_eq!(found.labels, vec!["tvec", "video"]);
+    let pdq_hash = response
+        .hashes
+        .iter()
+        .find(|h| h.algorithm == pb::Algorithm::Pdq as i32)
+        .unwrap();
+    assert!(pdq_hash.quality >= 50);
+    assert!(
+        response
+            .hashes
+            .iter()
+            .any(|h| h.algorithm == pb::Algorithm::Sha256 as i32 && h.quality == -1)
+    );
+
+    // A mirrored copy matches through PDQ's dihedral variants, and says which.
+    let mirrored = matcher
+        .check_image(check(read_testdata("pdq/reg-test-input/dih/bridge-6-flipy.jpg")))
+        .await
+        .unwrap();
+    let mirrored = mirrored.into_inner();
+    assert_eq!(mirrored.verdict, pb::Verdict::Block as i32);
+    assert_ne!(mirrored.matches[0].transform, pb::Transform::Original as i32);
+    let plain = pb::CheckImageRequest {
+        dihedral: Some(false),
+        ..check(read_testdata("pdq/reg-test-input/dih/bridge-6-flipy.jpg"))
+    };
+    assert_eq!(
+        matcher.check_image(plain).await.unwrap().into_inner().verdict,
+        pb::Verdict::NoMatch as i32
+    );
+
+    // An unrelated image does not match.
+    let other = matcher
+        .check_image(check(read_testdata(
+            "pdq/reg-test-input/labelme-subset/q2821.jpg",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(other.into_inner().verdict, pb::Verdict::NoMatch as i32);
+
+    // A known false positive in an allow bank overrides the block.
+    banks
+        .create_bank(bank("FALSE_POSITIVES", pb::Action::Allow))
+        .await
+        .unwrap();
+    banks
+        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
+            bank: "FALSE_POSITIVES".into(),
+            entries: vec![entry(BRIDGE_PDQ, "fp")],
+        }]))
+        .await
+        .unwrap();
+    let response = matcher
+        .check_image(check(read_testdata(EDITED)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.verdict, pb::Verdict::Allowed as i32);
+
+    // Hash checks: by bank filter, and the error cases.
+    let hashes = pb::CheckHashesRequest {
+        hashes: vec![pdq(&flipped(5))],
+        banks: vec!["TVEC".into()],
+    };
+    let response = matcher.check_hashes(hashes).await.unwrap().into_inner();
+    assert_eq!(response.verdict, pb::Verdict::Block as i32);
+    assert_eq!(response.matches[0].distance, 5);
+    assert!(response.hashes.is_empty());
+    for (request, code) in [
+        (
+            pb::CheckHashesRequest {
+                hashes: vec![],
+                banks: vec![],
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::CheckHashesRequest {
+                hashes: vec![pdq("00")],
+                banks: vec![],
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::CheckHashesRequest {
+                hashes: vec![pdq(&"g".repeat(64))],
+                banks: vec![],
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::CheckHashesRequest {
+                hashes: vec![pb::HashValue {
+                    algorithm: 0,
+                    hex: BRIDGE_PDQ.into(),
+                }],
+                banks: vec![],
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::CheckHashesRequest {
+                hashes: vec![pdq(BRIDGE_PDQ)],
+                banks: vec!["UNKNOWN".into()],
+            },
+            Code::NotFound,
+        ),
+    ] {
+        assert_eq!(matcher.check_hashes(request).await.unwrap_err().code(), code);
+    }
+}
+
+#[tokio::test]
+async fn bad_images_get_precise_statuses() {
+    let server = TestServer::start().await;
+    let mut matcher = server.matcher().await;
+    let mut banks = server.banks().await;
+    banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
+    let original = read_testdata(ORIGINAL);
+    let cases = [
+        (Vec::new(), Code::InvalidArgument),
+        (b"not an image at all".to_vec(), Code::InvalidArgument),
+        (original[..original.len() / 3].to_vec(), Code::InvalidArgument),
+    ];
+    for (image, code) in cases {
+        let status = matcher
+            .check_image(pb::CheckImageRequest {
+                image,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{}", status.message());
+    }
+    let unknown_bank = pb::CheckImageRequest {
+        image: original.clone(),
+        banks: vec!["NOPE".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        matcher.check_image(unknown_bank).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let add_to_unknown = pb::AddImageRequest {
+        bank: "NOPE".into(),
+        image: original.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        banks.add_image(add_to_unknown).await.unwrap_err().code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn hash_image_returns_hashes_and_dihedral_variants() {
+    let server = TestServer::start().await;
+    let mut matcher = server.matcher().await;
+    let request = pb::HashImageRequest {
+        image: read_testdata("pdq/reg-test-input/dih/bridge-1-original.jpg"),
+        algorithms: vec![
+            pb::Algorithm::Pdq as i32,
+            pb::Algorithm::Phash as i32,
+            pb::Algorithm::Md5 as i32,
+        ],
+        dihedral: true,
+    };
+    let response = matcher.hash_image(request).await.unwrap().into_inner();
+    assert_eq!(response.hashes.len(), 3);
+    assert_eq!(response.hashes[0].hex, BRIDGE_PDQ);
+    assert_eq!(response.pdq_dihedral.len(), 8);
+    assert_eq!(response.pdq_dihedral[1].transform, pb::Transform::Rotate90 as i32);
+    assert_eq!(
+        response.pdq_dihedral[1].hex,
+        "30a10efd71c83f429013d48d0ffffc52e34e0e17ada952a9d29685211ea9e5af"
+    );
+    assert!(response.width > 0 && response.height > 0);
+    let default = pb::HashImageRequest {
+        image: read_testdata(ORIGINAL),
+        algorithms: vec![],
+        dihedral: false,
+    };
+    let response = matcher.hash_image(default).await.unwrap().into_inner();
+    assert_eq!(response.hashes.len(), 1);
+    assert!(response.pdq_dihedral.is_empty());
+}
+
+#[tokio::test]
+async fn check_stream_answers_in_order_and_survives_bad_items() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    banks.create_bank(bank("TVEC", pb::Action::Review)).await.unwrap();
+    banks
+        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
+            bank: "TVEC".into(),
+            entries: vec![entry(BRIDGE_PDQ, "a")],
+        }]))
+        .await
+        .unwrap();
+    let mut matcher = server.matcher().await;
+    use pb::check_stream_request::Check;
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        let check = match i % 4 {
+            0 => Some(Check::Image(pb::CheckImageRequest {
+                image: read_testdata(EDITED),
+                ..Default::default()
+            })),
+            1 => Some(Check::Hashes(pb::CheckHashesRequest {
+                hashes: vec![pdq(&flipped(3))],
+                banks: vec![],
+            })),
+            2 => Some(Check::Hashes(pb::CheckHashesRequest {
+                hashes: vec![pdq("bad")],
+                banks: vec![],
+            })),
+            _ => None,
+        };
+        requests.push(pb::CheckStreamRequest {
+            request_id: format!("req-{i}"),
+            check,
+        });
+    }
+    let responses: Vec<pb::CheckStreamResponse> = matcher
+        .check_stream(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(responses.len(), 40);
+    for (i, response) in responses.iter().enumerate() {
+        assert_eq!(response.request_id, format!("req-{i}"));
+        match (i % 4, response.result.as_ref().unwrap()) {
+            (0 | 1, pb::check_stream_response::Result::Response(r)) => {
+                assert_eq!(r.verdict, pb::Verdict::Review as i32)
+            }
+            (2 | 3, pb::check_stream_response::Result::Error(e)) => {
+                assert_eq!(e.code, Code::InvalidArgument as i32)
+            }
+            (kind, other) => panic!("item {i} (kind {kind}) answered {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn entries_survive_a_restart() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
+    banks
+        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
+            bank: "TVEC".into(),
+            entries: vec![entry(BRIDGE_PDQ, "a")],
+        }]))
+        .await
+        .unwrap();
+    drop(banks);
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir).await;
+    let response = server
+        .matcher()
+        .await
+        .check_hashes(pb::CheckHashesRequest {
+            hashes: vec![pdq(&flipped(2))],
+            banks: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.verdict, pb::Verdict::Block as i32);
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let server = TestServer::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "hashsieve.v1.Matcher".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
