@@ -6,7 +6,12 @@ use std::path::Path;
 fn core_files() -> Vec<std::path::PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    let mut pending = vec![src.join("hash"), src.join("index"), src.join("store"), src.join("matcher")];
+    let mut pending = vec![
+        src.join("hash"),
+        src.join("index"),
+        src.join("store"),
+        src.join("matcher"),
+    ];
     for file in ["bank.rs", "error.rs", "hashlist.rs", "matcher.rs", "verdict.rs"] {
         files.push(src.join(file));
     }
@@ -28,7 +33,11 @@ fn the_core_knows_nothing_of_grpc() {
     for file in core_files() {
         let text = std::fs::read_to_string(&file).unwrap();
         for forbidden in ["tonic", "prost", "crate::proto", "crate::grpc", "tokio"] {
-            assert!(!text.contains(forbidden), "{} mentions {forbidden}", file.display());
+            assert!(
+                !text.contains(forbidden),
+                "{} mentions {forbidden}",
+                file.display()
+            );
         }
     }
 }

@@ -32,7 +32,10 @@ fn start(data_dir: &std::path::Path) -> (Child, String) {
 }
 
 fn pdq(i: u32) -> String {
-    format!("{:064x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+    format!(
+        "{:064x}",
+        u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    )
 }
 
 #[tokio::test]
@@ -40,21 +43,36 @@ async fn acknowledged_entries_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url) = start(dir.path());
     let mut banks = BanksClient::connect(url.clone()).await.unwrap();
-    let bank = pb::Bank { name: "TVEC".into(), action: pb::Action::Block as i32, enabled: true, ..Default::default() };
-    banks.create_bank(pb::CreateBankRequest { bank: Some(bank) }).await.unwrap();
+    let bank = pb::Bank {
+        name: "TVEC".into(),
+        action: pb::Action::Block as i32,
+        enabled: true,
+        ..Default::default()
+    };
+    banks
+        .create_bank(pb::CreateBankRequest { bank: Some(bank) })
+        .await
+        .unwrap();
     // Large enough to span several non-durable batches before the final durable commit.
     let messages: Vec<pb::AddEntriesRequest> = (0..25)
         .map(|chunk| pb::AddEntriesRequest {
             bank: "TVEC".into(),
             entries: (0..1000)
                 .map(|i| pb::Entry {
-                    hash: Some(pb::HashValue { algorithm: pb::Algorithm::Pdq as i32, hex: pdq(chunk * 1000 + i) }),
+                    hash: Some(pb::HashValue {
+                        algorithm: pb::Algorithm::Pdq as i32,
+                        hex: pdq(chunk * 1000 + i),
+                    }),
                     ..Default::default()
                 })
                 .collect(),
         })
         .collect();
-    let response = banks.add_entries(tokio_stream::iter(messages)).await.unwrap().into_inner();
+    let response = banks
+        .add_entries(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(response.added, 25_000);
     child.kill().unwrap(); // SIGKILL: no shutdown, no flush.
     child.wait().unwrap();
@@ -71,7 +89,10 @@ async fn acknowledged_entries_survive_kill_9() {
     let mut matcher = MatcherClient::connect(url).await.unwrap();
     for i in [0, 12_345, 24_999] {
         let request = pb::CheckHashesRequest {
-            hashes: vec![pb::HashValue { algorithm: pb::Algorithm::Pdq as i32, hex: pdq(i) }],
+            hashes: vec![pb::HashValue {
+                algorithm: pb::Algorithm::Pdq as i32,
+                hex: pdq(i),
+            }],
             banks: vec![],
         };
         let response = matcher.check_hashes(request).await.unwrap().into_inner();
