@@ -480,10 +480,15 @@ async fn bad_images_get_precise_statuses() {
     let mut banks = server.banks().await;
     banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
     let original = read_testdata(ORIGINAL);
+    let png = read_testdata("pdq/misc-images/c.png");
     let cases = [
         (Vec::new(), Code::InvalidArgument),
         (b"not an image at all".to_vec(), Code::InvalidArgument),
-        (original[..original.len() / 3].to_vec(), Code::InvalidArgument),
+        (png[..png.len() / 3].to_vec(), Code::InvalidArgument),
+        (
+            read_testdata("images/bomb-png-30000x30000.png"),
+            Code::ResourceExhausted,
+        ),
     ];
     for (image, code) in cases {
         let status = matcher
