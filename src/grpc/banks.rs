@@ -1,15 +1,14 @@
 //! The `Banks` service: bank management and entry loading, removal and export.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{blocking, convert};
+use super::{Core, convert};
 use crate::bank::{BankName, NewEntry};
-use crate::matcher::{AddOutcome, ImageEntry, Matcher, now_ms};
+use crate::matcher::{AddOutcome, ImageEntry, now_ms};
 use crate::proto as pb;
 
 /// Entries committed per store transaction during a bulk load.
@@ -20,12 +19,12 @@ const MAX_LISTED_REJECTIONS: usize = 100;
 const EXPORT_BATCH: usize = 1_000;
 
 pub struct BanksService {
-    matcher: Arc<Matcher>,
+    core: Core,
 }
 
 impl BanksService {
-    pub fn new(matcher: Arc<Matcher>) -> Self {
-        BanksService { matcher }
+    pub(crate) fn new(core: Core) -> Self {
+        BanksService { core }
     }
 
     /// Commits one batch of a bulk load; only the last commit of a load is fsynced.
@@ -35,9 +34,10 @@ impl BanksService {
         entries: Vec<NewEntry>,
         durable: bool,
     ) -> Result<AddOutcome, Status> {
-        let matcher = self.matcher.clone();
         let bank = bank.clone();
-        blocking(move || matcher.add_entries(&bank, &entries, durable)).await
+        self.core
+            .run(move |matcher| matcher.add_entries(&bank, &entries, durable))
+            .await
     }
 }
 
@@ -48,21 +48,31 @@ impl pb::banks_server::Banks for BanksService {
         request: Request<pb::CreateBankRequest>,
     ) -> Result<Response<pb::Bank>, Status> {
         let (name, settings) = convert::new_bank(request.get_ref().bank.as_ref())?;
-        let matcher = self.matcher.clone();
-        let view = blocking(move || matcher.create_bank(name, settings)).await?;
+        let view = self
+            .core
+            .run(move |matcher| matcher.create_bank(name, settings))
+            .await?;
         Ok(Response::new(convert::bank_to_pb(&view)))
     }
 
     async fn get_bank(&self, request: Request<pb::GetBankRequest>) -> Result<Response<pb::Bank>, Status> {
         let name = convert::bank_name(&request.get_ref().name)?;
-        Ok(Response::new(convert::bank_to_pb(&self.matcher.bank(&name)?)))
+        Ok(Response::new(convert::bank_to_pb(
+            &self.core.matcher.bank(&name)?,
+        )))
     }
 
     async fn list_banks(
         &self,
         _request: Request<pb::ListBanksRequest>,
     ) -> Result<Response<pb::ListBanksResponse>, Status> {
-        let banks = self.matcher.banks().iter().map(convert::bank_to_pb).collect();
+        let banks = self
+            .core
+            .matcher
+            .banks()
+            .iter()
+            .map(convert::bank_to_pb)
+            .collect();
         Ok(Response::new(pb::ListBanksResponse { banks }))
     }
 
@@ -72,8 +82,10 @@ impl pb::banks_server::Banks for BanksService {
     ) -> Result<Response<pb::Bank>, Status> {
         let name = convert::bank_name(&request.get_ref().name)?;
         let update = convert::bank_update(request.get_ref())?;
-        let matcher = self.matcher.clone();
-        let view = blocking(move || matcher.update_bank(&name, &update)).await?;
+        let view = self
+            .core
+            .run(move |matcher| matcher.update_bank(&name, &update))
+            .await?;
         Ok(Response::new(convert::bank_to_pb(&view)))
     }
 
@@ -82,8 +94,7 @@ impl pb::banks_server::Banks for BanksService {
         request: Request<pb::DeleteBankRequest>,
     ) -> Result<Response<pb::DeleteBankResponse>, Status> {
         let name = convert::bank_name(&request.get_ref().name)?;
-        let matcher = self.matcher.clone();
-        let entries_removed = blocking(move || matcher.delete_bank(&name)).await?;
+        let entries_removed = self.core.run(move |matcher| matcher.delete_bank(&name)).await?;
         Ok(Response::new(pb::DeleteBankResponse { entries_removed }))
     }
 
@@ -110,7 +121,7 @@ impl pb::banks_server::Banks for BanksService {
                     Some(_) => {}
                     None => {
                         // Fail fast on an unknown bank instead of after the whole upload.
-                        self.matcher.bank(&named)?;
+                        self.core.matcher.bank(&named)?;
                         bank = Some(named);
                     }
                 }
@@ -174,9 +185,11 @@ impl pb::banks_server::Banks for BanksService {
             note: request.note,
             allow_low_quality: request.allow_low_quality,
         };
-        let matcher = self.matcher.clone();
         let image = request.image;
-        let (hashes, outcome) = blocking(move || matcher.add_image(&name, &image, &entry)).await?;
+        let (hashes, outcome) = self
+            .core
+            .run(move |matcher| matcher.add_image(&name, &image, &entry))
+            .await?;
         Ok(Response::new(pb::AddImageResponse {
             hashes: hashes.hashes.iter().map(convert::computed_hash_to_pb).collect(),
             added: outcome.added,
@@ -198,9 +211,11 @@ impl pb::banks_server::Banks for BanksService {
             .iter()
             .map(convert::hash_value)
             .collect::<Result<Vec<_>, _>>()?;
-        let matcher = self.matcher.clone();
         let ids = request.ids;
-        let removed = blocking(move || matcher.remove_entries(&name, &hashes, &ids)).await?;
+        let removed = self
+            .core
+            .run(move |matcher| matcher.remove_entries(&name, &hashes, &ids))
+            .await?;
         Ok(Response::new(pb::RemoveEntriesResponse { removed }))
     }
 
@@ -218,9 +233,9 @@ impl pb::banks_server::Banks for BanksService {
             0 => None,
             value => Some(convert::algorithm(value)?),
         };
-        self.matcher.bank(&name)?;
+        self.core.matcher.bank(&name)?;
         let (tx, rx) = mpsc::channel(4);
-        let matcher = self.matcher.clone();
+        let matcher = self.core.matcher.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(EXPORT_BATCH);
             let result = matcher.export(&name, algorithm, |entry| {

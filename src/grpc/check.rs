@@ -1,29 +1,28 @@
 //! The `Matcher` service: checks of images and hashes, unary and streaming.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{blocking, convert};
+use super::{Core, convert};
 use crate::error::Error;
 use crate::hash::{Algorithm, HashOptions};
-use crate::matcher::{ImageCheck, Matcher};
+use crate::matcher::ImageCheck;
 use crate::proto as pb;
 
 /// Items of one `CheckStream` processed at once; responses still leave in request order.
 const STREAM_CONCURRENCY: usize = 16;
 
 pub struct MatcherService {
-    matcher: Arc<Matcher>,
+    core: Core,
 }
 
 impl MatcherService {
-    pub fn new(matcher: Arc<Matcher>) -> Self {
-        MatcherService { matcher }
+    pub(crate) fn new(core: Core) -> Self {
+        MatcherService { core }
     }
 }
 
@@ -38,12 +37,9 @@ fn image_check(request: &pb::CheckImageRequest) -> Result<ImageCheck, Error> {
     })
 }
 
-async fn check_image(
-    matcher: Arc<Matcher>,
-    request: pb::CheckImageRequest,
-) -> Result<pb::CheckResponse, Status> {
+async fn check_image(core: Core, request: pb::CheckImageRequest) -> Result<pb::CheckResponse, Status> {
     let check = image_check(&request)?;
-    blocking(move || {
+    core.run(move |matcher| {
         matcher
             .check_image(&request.image, &check)
             .map(|o| convert::check_response(&o))
@@ -51,10 +47,7 @@ async fn check_image(
     .await
 }
 
-async fn check_hashes(
-    matcher: Arc<Matcher>,
-    request: pb::CheckHashesRequest,
-) -> Result<pb::CheckResponse, Status> {
+async fn check_hashes(core: Core, request: pb::CheckHashesRequest) -> Result<pb::CheckResponse, Status> {
     if request.hashes.is_empty() {
         return Err(Status::invalid_argument("at least one hash is required"));
     }
@@ -64,7 +57,7 @@ async fn check_hashes(
         .map(convert::hash_value)
         .collect::<Result<Vec<_>, _>>()?;
     let banks = convert::bank_names(&request.banks)?;
-    blocking(move || {
+    core.run(move |matcher| {
         matcher
             .check_hashes(&hashes, &banks)
             .map(|o| convert::check_response(&o))
@@ -72,12 +65,12 @@ async fn check_hashes(
     .await
 }
 
-async fn check_item(matcher: Arc<Matcher>, request: pb::CheckStreamRequest) -> pb::CheckStreamResponse {
+async fn check_item(core: Core, request: pb::CheckStreamRequest) -> pb::CheckStreamResponse {
     use pb::check_stream_request::Check;
     use pb::check_stream_response::Result as ItemResult;
     let outcome = match request.check {
-        Some(Check::Image(image)) => check_image(matcher, image).await,
-        Some(Check::Hashes(hashes)) => check_hashes(matcher, hashes).await,
+        Some(Check::Image(image)) => check_image(core, image).await,
+        Some(Check::Hashes(hashes)) => check_hashes(core, hashes).await,
         None => Err(Status::invalid_argument("check is required: image or hashes")),
     };
     let result = match outcome {
@@ -101,7 +94,7 @@ impl pb::matcher_server::Matcher for MatcherService {
         &self,
         request: Request<pb::CheckImageRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        check_image(self.matcher.clone(), request.into_inner())
+        check_image(self.core.clone(), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -110,7 +103,7 @@ impl pb::matcher_server::Matcher for MatcherService {
         &self,
         request: Request<pb::CheckHashesRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        check_hashes(self.matcher.clone(), request.into_inner())
+        check_hashes(self.core.clone(), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -125,15 +118,15 @@ impl pb::matcher_server::Matcher for MatcherService {
         request: Request<Streaming<pb::CheckStreamRequest>>,
     ) -> Result<Response<Self::CheckStreamStream>, Status> {
         let mut incoming = request.into_inner();
-        let matcher = self.matcher.clone();
+        let core = self.core.clone();
         let (pending_tx, mut pending_rx) = mpsc::channel(STREAM_CONCURRENCY);
         let (out_tx, out_rx) = mpsc::channel(STREAM_CONCURRENCY);
         tokio::spawn(async move {
             loop {
                 match incoming.message().await {
                     Ok(Some(item)) => {
-                        let matcher = matcher.clone();
-                        let handle = tokio::spawn(async move { Ok(check_item(matcher, item).await) });
+                        let core = core.clone();
+                        let handle = tokio::spawn(async move { Ok(check_item(core, item).await) });
                         if pending_tx.send(handle).await.is_err() {
                             break;
                         }
@@ -176,8 +169,10 @@ impl pb::matcher_server::Matcher for MatcherService {
             algorithms,
             pdq_dihedral: request.dihedral,
         };
-        let matcher = self.matcher.clone();
-        let hashes = blocking(move || matcher.hash_image(&request.image, &options)).await?;
+        let hashes = self
+            .core
+            .run(move |matcher| matcher.hash_image(&request.image, &options))
+            .await?;
         let (width, height) = hashes.dimensions.unwrap_or((0, 0));
         Ok(Response::new(pb::HashImageResponse {
             hashes: hashes.hashes.iter().map(convert::computed_hash_to_pb).collect(),

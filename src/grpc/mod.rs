@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 
@@ -48,10 +49,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let matcher_service = proto::matcher_server::MatcherServer::new(MatcherService::new(matcher.clone()))
+    let core = Core::new(matcher);
+    let matcher_service = proto::matcher_server::MatcherServer::new(MatcherService::new(core.clone()))
         .max_decoding_message_size(max_bytes);
-    let banks_service = proto::banks_server::BanksServer::new(BanksService::new(matcher))
-        .max_decoding_message_size(max_bytes);
+    let banks_service =
+        proto::banks_server::BanksServer::new(BanksService::new(core)).max_decoding_message_size(max_bytes);
 
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -63,17 +65,50 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs core work on the blocking pool, so the async threads stay responsive.
-async fn blocking<T, F>(work: F) -> Result<T, Status>
-where
-    F: FnOnce() -> Result<T, crate::error::Error> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(Status::from),
-        Err(join_error) => {
-            tracing::error!(error = %join_error, "blocking task failed");
-            Err(Status::internal("internal error"))
+/// The core as the services share it: the matcher, and a bound on the CPU work in flight.
+///
+/// Decoding one large image takes up to a few hundred megabytes for a second, so running every
+/// request's work at once would let a burst of uploads exhaust memory; instead work waits for
+/// one of a few permits (twice the cores), and gRPC flow control pushes back on clients.
+#[derive(Clone)]
+pub(crate) struct Core {
+    matcher: Arc<Matcher>,
+    cpu_permits: Arc<Semaphore>,
+}
+
+impl Core {
+    fn new(matcher: Arc<Matcher>) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Core {
+            matcher,
+            cpu_permits: Arc::new(Semaphore::new(cores * 2)),
+        }
+    }
+
+    /// Runs core work on the blocking pool, so the async threads stay responsive.
+    async fn run<T, F>(&self, work: F) -> Result<T, Status>
+    where
+        F: FnOnce(&Matcher) -> Result<T, crate::error::Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self
+            .cpu_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let matcher = self.matcher.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&matcher)
+        })
+        .await;
+        match result {
+            Ok(result) => result.map_err(Status::from),
+            Err(join_error) => {
+                tracing::error!(error = %join_error, "blocking task failed");
+                Err(Status::internal("internal error"))
+            }
         }
     }
 }
