@@ -395,14 +395,15 @@ impl Matcher {
 
     /// Checks precomputed hashes.
     pub fn check_hashes(&self, hashes: &[HashValue], banks: &[BankName]) -> Result<CheckOutcome, Error> {
+        let banks = self.eligible_banks(banks)?;
         let queries: Vec<(HashValue, Transform)> = hashes.iter().map(|h| (*h, Transform::Original)).collect();
-        self.check(&queries, banks, Vec::new())
+        self.check(&queries, &banks, Vec::new())
     }
 
     /// Hashes image bytes and checks the hashes.
     pub fn check_image(&self, image: &[u8], request: &ImageCheck) -> Result<CheckOutcome, Error> {
         // Resolve the bank filter before paying for the decode.
-        self.eligible_banks(&request.banks)?;
+        let banks = self.eligible_banks(&request.banks)?;
         let algorithms = if request.algorithms.is_empty() {
             let mut default = vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256];
             default.extend(
@@ -432,7 +433,7 @@ impl Matcher {
                 _ => queries.push((computed.value, Transform::Original)),
             }
         }
-        self.check(&queries, &request.banks, image_hashes.hashes)
+        self.check(&queries, &banks, image_hashes.hashes)
     }
 
     /// Banks a check may match: enabled, and in the filter when one is given.
@@ -453,13 +454,14 @@ impl Matcher {
             .collect())
     }
 
+    /// Searches every query in the banks given, keeps the hits within each bank's threshold,
+    /// and resolves their metadata from one store snapshot.
     fn check(
         &self,
         queries: &[(HashValue, Transform)],
-        filter: &[BankName],
+        banks: &HashMap<BankId, Arc<Bank>>,
         hashes: Vec<ComputedHash>,
     ) -> Result<CheckOutcome, Error> {
-        let banks = self.eligible_banks(filter)?;
         // The nearest hit per (bank, stored hash): a hash found through several variants of
         // the query is one match. Earlier transforms win ties, so ORIGINAL is preferred.
         let mut nearest: HashMap<(BankId, HashValue), (u32, Transform)> = HashMap::new();
@@ -513,7 +515,7 @@ impl Matcher {
             });
         }
         let verdict = decide(&matches);
-        self.record_matches(&matches, &banks);
+        self.record_matches(&matches, banks, verdict);
         sort_matches(&mut matches);
         matches.truncate(self.config.max_matches);
         Ok(CheckOutcome {
@@ -523,11 +525,13 @@ impl Matcher {
         })
     }
 
-    fn record_matches(&self, matches: &[Match], banks: &HashMap<BankId, Arc<Bank>>) {
+    /// Counts the check once for each bank it matched, and logs it.
+    fn record_matches(&self, matches: &[Match], banks: &HashMap<BankId, Arc<Bank>>, verdict: Verdict) {
         if matches.is_empty() {
             return;
         }
         let now = now_ms();
+        let mut matched: Vec<&str> = Vec::new();
         for bank in banks
             .values()
             .filter(|b| matches.iter().any(|m| m.bank == b.name))
@@ -535,13 +539,9 @@ impl Matcher {
             let mut stats = self.stats.entry(bank.id).or_default();
             stats.match_count += 1;
             stats.last_match_ms = Some(now);
+            matched.push(bank.name.as_str());
         }
-        tracing::info!(
-            matches = matches.len(),
-            verdict = ?decide(matches),
-            banks = ?matches.iter().map(|m| m.bank.as_str()).collect::<Vec<_>>(),
-            "check matched"
-        );
+        tracing::info!(matches = matches.len(), ?verdict, banks = ?matched, "check matched");
     }
 }
 
