@@ -22,8 +22,17 @@ server=$!
 sleep 1
 $bin bank create BENCH --action block --server http://127.0.0.1:50123 >/dev/null
 start=$(date +%s.%N)
-$bin import --bank BENCH --server http://127.0.0.1:50123 "$work/list.csv"
+$bin import --bank BENCH --server http://127.0.0.1:50123 "$work/list.csv" &
+client=$!
+client_peak=0
+while kill -0 $client 2>/dev/null; do
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$client/status 2>/dev/null || echo 0)
+  [ "${rss:-0}" -gt "$client_peak" ] && client_peak=$rss
+  sleep 0.1
+done
+wait $client
 end=$(date +%s.%N)
+echo "import client peak RSS (sampled): $((client_peak / 1024)) MiB"
 echo "import: $(python3 -c "print(f'{$end - $start:.1f} s, {$rows / ($end - $start):,.0f} rows/s')")"
 echo "server peak RSS after import: $(grep VmHWM /proc/$server/status | awk '{print $2/1024 " MiB"}')"
 echo "store on disk: $(du -sh "$work/data" | cut -f1)"

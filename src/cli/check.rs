@@ -85,8 +85,14 @@ fn print_text(response: &pb::CheckResponse, path: &std::path::Path) {
     for found in &response.matches {
         let algorithm = pb::Algorithm::try_from(found.algorithm).unwrap_or(pb::Algorithm::Unspecified);
         let action = pb::Action::try_from(found.action).unwrap_or(pb::Action::Unspecified);
+        let transform = pb::Transform::try_from(found.transform).unwrap_or(pb::Transform::Unspecified);
+        // Only a mirrored or rotated match names its transform.
+        let transform = match transform {
+            pb::Transform::Original | pb::Transform::Unspecified => String::new(),
+            other => format!("\ttransform={}", other.as_str_name()),
+        };
         println!(
-            "  match\tbank={}\tentry={}\t{}\tdistance={}\t{}\tlabels={}",
+            "  match\tbank={}\tentry={}\t{}\tdistance={}\t{}\tlabels={}{transform}",
             found.bank,
             found.entry_id,
             algorithm.as_str_name(),

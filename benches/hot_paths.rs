@@ -1,0 +1,85 @@
+//! Criterion benches of the hot paths: decoding, PDQ, and the index scan.
+//! Run: `cargo bench --bench hot_paths` (release profile).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hashsieve::bank::BankId;
+use hashsieve::hash::decode::{DecodeLimits, decode_image};
+use hashsieve::hash::{Algorithm, HashOptions, HashValue, hash_image, pdq};
+use hashsieve::index::{HashIndex, LinearIndex};
+
+const PHOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/pdq/bridge-mods/aaa-orig.jpg"
+);
+
+fn hashing(c: &mut Criterion) {
+    let jpeg = std::fs::read(PHOTO).unwrap();
+    let limits = DecodeLimits::default();
+    let decoded = decode_image(&jpeg, &limits).unwrap();
+    let (width, height) = (decoded.rgb.width() as usize, decoded.rgb.height() as usize);
+    let resized = image::imageops::resize(&decoded.rgb, 1024, 768, image::imageops::FilterType::Triangle);
+
+    c.bench_function("decode jpeg 1600x1004", |b| {
+        b.iter(|| decode_image(black_box(&jpeg), &limits).unwrap())
+    });
+    c.bench_function("pdq rgb 1600x1004", |b| {
+        b.iter(|| pdq::pdq_from_rgb8(black_box(decoded.rgb.as_raw()), width, height))
+    });
+    c.bench_function("pdq rgb 1024x768", |b| {
+        b.iter(|| pdq::pdq_from_rgb8(black_box(resized.as_raw()), 1024, 768))
+    });
+    c.bench_function("pdq + dihedral rgb 1600x1004", |b| {
+        b.iter(|| pdq::pdq_dihedral_from_rgb8(black_box(decoded.rgb.as_raw()), width, height))
+    });
+    let options = HashOptions {
+        algorithms: vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256],
+        pdq_dihedral: true,
+    };
+    c.bench_function(
+        "check-image hashing 1600x1004 jpeg (decode, pdq+dihedral, md5, sha256)",
+        |b| b.iter(|| hash_image(black_box(&jpeg), &options, &limits).unwrap()),
+    );
+}
+
+/// Pseudo-random hashes from a fixed seed (xorshift), so runs compare.
+fn random_pdq(count: usize) -> Vec<HashValue> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..count)
+        .map(|_| {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&next().to_be_bytes());
+            }
+            HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap()
+        })
+        .collect()
+}
+
+fn index(c: &mut Criterion) {
+    for size in [10_000usize, 1_000_000] {
+        let hashes = random_pdq(size);
+        let index = LinearIndex::<4>::new(Algorithm::Pdq);
+        let pairs: Vec<(HashValue, BankId)> = hashes.iter().map(|h| (*h, BankId(1))).collect();
+        index.insert_many(&pairs);
+        let query = hashes[size / 2];
+        let mut hits = Vec::new();
+        c.bench_function(&format!("linear pdq search radius 31, {size} hashes"), |b| {
+            b.iter(|| {
+                hits.clear();
+                index.search(black_box(&query), 31, &mut hits);
+                hits.len()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, hashing, index);
+criterion_main!(benches);
