@@ -5,8 +5,10 @@ mod common;
 
 use common::{TestServer, read_testdata};
 use hashsieve::proto as pb;
+use hashsieve::proto::banks_client::BanksClient;
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const ORIGINAL: &str = "pdq/bridge-mods/aaa-orig.jpg";
 const EDITED: &str = "pdq/bridge-mods/sharpen-a-lot.jpg";
@@ -38,6 +40,23 @@ fn entry(hex: &str, id: &str) -> pb::Entry {
         labels: vec!["video".into()],
         ..Default::default()
     }
+}
+
+/// Adds entries to a bank through one `AddEntries` stream.
+async fn load(
+    banks: &mut BanksClient<Channel>,
+    bank: &str,
+    entries: Vec<pb::Entry>,
+) -> pb::AddEntriesResponse {
+    let request = pb::AddEntriesRequest {
+        bank: bank.into(),
+        entries,
+    };
+    banks
+        .add_entries(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// `BRIDGE_PDQ` with its last `flips` bits inverted.
@@ -144,13 +163,7 @@ async fn bank_lifecycle_and_errors() {
         vec!["ALLOWED", "TVEC"]
     );
 
-    banks
-        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
-            bank: "TVEC".into(),
-            entries: vec![entry(BRIDGE_PDQ, "x")],
-        }]))
-        .await
-        .unwrap();
+    load(&mut banks, "TVEC", vec![entry(BRIDGE_PDQ, "x")]).await;
     let deleted = banks
         .delete_bank(pb::DeleteBankRequest { name: "TVEC".into() })
         .await
@@ -406,13 +419,7 @@ async fn an_edited_copy_of_a_flagged_image_is_blocked_and_allow_banks_override()
         .create_bank(bank("FALSE_POSITIVES", pb::Action::Allow))
         .await
         .unwrap();
-    banks
-        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
-            bank: "FALSE_POSITIVES".into(),
-            entries: vec![entry(BRIDGE_PDQ, "fp")],
-        }]))
-        .await
-        .unwrap();
+    load(&mut banks, "FALSE_POSITIVES", vec![entry(BRIDGE_PDQ, "fp")]).await;
     let response = matcher
         .check_image(check(read_testdata(EDITED)))
         .await
@@ -558,13 +565,7 @@ async fn check_stream_answers_in_order_and_survives_bad_items() {
     let server = TestServer::start().await;
     let mut banks = server.banks().await;
     banks.create_bank(bank("TVEC", pb::Action::Review)).await.unwrap();
-    banks
-        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
-            bank: "TVEC".into(),
-            entries: vec![entry(BRIDGE_PDQ, "a")],
-        }]))
-        .await
-        .unwrap();
+    load(&mut banks, "TVEC", vec![entry(BRIDGE_PDQ, "a")]).await;
     let mut matcher = server.matcher().await;
     use pb::check_stream_request::Check;
     let mut requests = Vec::new();
@@ -617,13 +618,7 @@ async fn entries_survive_a_restart() {
     let server = TestServer::start().await;
     let mut banks = server.banks().await;
     banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
-    banks
-        .add_entries(tokio_stream::iter(vec![pb::AddEntriesRequest {
-            bank: "TVEC".into(),
-            entries: vec![entry(BRIDGE_PDQ, "a")],
-        }]))
-        .await
-        .unwrap();
+    load(&mut banks, "TVEC", vec![entry(BRIDGE_PDQ, "a")]).await;
     drop(banks);
     let dir = server.stop().await;
     let server = TestServer::start_in(dir).await;

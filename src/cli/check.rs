@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::client::{ServerArgs, describe, read_file};
-use super::{CliResult, parse_algorithms};
-use crate::grpc::algorithm_to_pb;
+use super::{CliResult, wire_algorithms};
 use crate::proto as pb;
 
 #[derive(Debug, clap::Args)]
@@ -30,13 +29,7 @@ pub struct CheckArgs {
 }
 
 pub async fn run(args: CheckArgs) -> CliResult {
-    let algorithms: Vec<i32> = match &args.algorithms {
-        Some(text) => parse_algorithms(text)?
-            .into_iter()
-            .map(|a| algorithm_to_pb(a) as i32)
-            .collect(),
-        None => Vec::new(),
-    };
+    let algorithms = wire_algorithms(args.algorithms.as_deref())?;
     let mut client = args.server.matcher().await?;
     let mut failed = false;
     for path in &args.files {

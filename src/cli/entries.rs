@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::bank::split_labels;
 use super::client::{ServerArgs, describe, read_file};
-use super::{CliResult, parse_algorithms};
+use super::{CliResult, wire_algorithms};
 use crate::grpc::algorithm_to_pb;
 use crate::hash::{Algorithm, HashValue};
 use crate::hashlist::{HashListReader, RowError};
@@ -221,13 +221,7 @@ pub struct AddArgs {
 }
 
 pub async fn add(args: AddArgs) -> CliResult {
-    let algorithms: Vec<i32> = match &args.algorithms {
-        Some(text) => parse_algorithms(text)?
-            .into_iter()
-            .map(|a| algorithm_to_pb(a) as i32)
-            .collect(),
-        None => Vec::new(),
-    };
+    let algorithms = wire_algorithms(args.algorithms.as_deref())?;
     let mut client = args.server.banks().await?;
     let mut failed = false;
     for path in &args.files {

@@ -91,6 +91,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Parses an optional `--algo pdq,md5` into wire values; none given means the server's default.
+fn wire_algorithms(text: Option<&str>) -> Result<Vec<i32>, String> {
+    let algorithms = match text {
+        Some(text) => parse_algorithms(text)?,
+        None => Vec::new(),
+    };
+    Ok(algorithms
+        .into_iter()
+        .map(|a| crate::grpc::algorithm_to_pb(a) as i32)
+        .collect())
+}
+
 /// Parses `pdq,md5` into algorithms.
 fn parse_algorithms(text: &str) -> Result<Vec<crate::hash::Algorithm>, String> {
     text.split(',')
