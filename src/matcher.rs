@@ -5,7 +5,7 @@
 //! under one writer lock, so the index always equals the store's committed state and a
 //! concurrent check never sees an entry that a crash could lose.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -93,6 +93,18 @@ pub struct AddOutcome {
     pub updated: u64,
 }
 
+/// Matches kept for [`Matcher::recent_matches`]; older ones are dropped.
+pub const RECENT_MATCHES: usize = 1000;
+
+/// A match as the recent-matches view shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentMatch {
+    pub matched_at_ms: i64,
+    /// The verdict of the whole check.
+    pub verdict: Verdict,
+    pub found: Match,
+}
+
 #[derive(Default)]
 struct BankStats {
     match_count: u64,
@@ -132,6 +144,9 @@ pub struct Matcher {
     catalog: RwLock<Arc<Catalog>>,
     entry_counts: DashMap<BankId, u64>,
     stats: DashMap<BankId, BankStats>,
+    /// The last [`RECENT_MATCHES`] matches, newest at the back. In memory only: it is an
+    /// operator's view of what is matching now, not a record.
+    recent: Mutex<VecDeque<RecentMatch>>,
     /// Serialises writes so the index applies them in the store's commit order.
     write_lock: Mutex<()>,
 }
@@ -154,6 +169,7 @@ impl Matcher {
             index: IndexSet::default(),
             entry_counts,
             stats: DashMap::new(),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_MATCHES)),
             write_lock: Mutex::new(()),
         };
         matcher.rebuild_index()?;
@@ -542,6 +558,32 @@ impl Matcher {
             matched.push(bank.name.as_str());
         }
         tracing::info!(matches = matches.len(), ?verdict, banks = ?matched, "check matched");
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        for found in matches.iter().take(RECENT_MATCHES) {
+            if recent.len() == RECENT_MATCHES {
+                recent.pop_front();
+            }
+            recent.push_back(RecentMatch {
+                matched_at_ms: now,
+                verdict,
+                found: found.clone(),
+            });
+        }
+    }
+
+    /// The most recent matches, newest first, optionally of one bank.
+    pub fn recent_matches(&self, bank: Option<&BankName>, limit: usize) -> Result<Vec<RecentMatch>, Error> {
+        if let Some(name) = bank {
+            self.catalog().get(name)?;
+        }
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(recent
+            .iter()
+            .rev()
+            .filter(|r| bank.is_none_or(|name| r.found.bank == *name))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

@@ -168,6 +168,18 @@ async fn import_check_export_remove_against_a_server() {
         stdout(&reimported)
     );
 
+    let recent = run(&["matches", "--bank", "TVEC", "--limit", "2"]).await;
+    let lines: Vec<String> = stdout(&recent).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("VERDICT_BLOCK\tbank=TVEC\tentry=bridge-1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].starts_with("20") && lines[0].contains('T'),
+        "timestamp first: {lines:?}"
+    );
+
     let removed = run(&["remove", "--bank", "TVEC", "--id", "bridge-1"]).await;
     assert!(
         stdout(&removed).contains("removed 1 entries"),

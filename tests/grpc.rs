@@ -405,6 +405,30 @@ async fn an_edited_copy_of_a_flagged_image_is_blocked_and_allow_banks_override()
         pb::Verdict::NoMatch as i32
     );
 
+    // The recent-matches view lists what just matched, newest first.
+    let recent = banks
+        .list_recent_matches(pb::ListRecentMatchesRequest {
+            bank: "TVEC".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .matches;
+    assert!(recent.len() >= 2);
+    assert_eq!(
+        recent[0].r#match.as_ref().unwrap().transform,
+        pb::Transform::FlipY as i32
+    );
+    let unknown = pb::ListRecentMatchesRequest {
+        bank: "NOPE".into(),
+        limit: 0,
+    };
+    assert_eq!(
+        banks.list_recent_matches(unknown).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
     // An unrelated image does not match.
     let other = matcher
         .check_image(check(read_testdata(

@@ -49,3 +49,11 @@ pub fn describe(status: tonic::Status) -> String {
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// A wire timestamp as RFC 3339 (`2026-11-22T04:55:00Z`), through protobuf's JSON mapping.
+pub fn rfc3339(timestamp: Option<&pbjson_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}

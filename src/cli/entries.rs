@@ -9,7 +9,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::bank::split_labels;
-use super::client::{ServerArgs, describe, read_file};
+use super::client::{ServerArgs, describe, read_file, rfc3339};
 use super::{CliResult, wire_algorithms};
 use crate::grpc::algorithm_to_pb;
 use crate::hash::{Algorithm, HashValue};
@@ -372,7 +372,7 @@ pub async fn export(args: ExportArgs) -> CliResult {
         for entry in message.map_err(describe)?.entries {
             let hash = entry.hash.unwrap_or_default();
             let algorithm = pb::Algorithm::try_from(hash.algorithm).unwrap_or(pb::Algorithm::Unspecified);
-            let added_at = entry.added_at.map(|t| t.seconds.to_string()).unwrap_or_default();
+            let added_at = rfc3339(entry.added_at.as_ref());
             writer
                 .write_record([
                     algorithm

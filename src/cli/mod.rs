@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod entries;
 mod hash;
+mod matches;
 mod serve;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     Remove(entries::RemoveArgs),
     /// Print a bank's entries as CSV (the import format).
     Export(entries::ExportArgs),
+    /// Show recent matches, newest first.
+    Matches(matches::MatchesArgs),
 }
 
 /// Runs a parsed command line; errors are printed here, once.
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Add(args) => entries::add(args).await,
                 Command::Remove(args) => entries::remove(args).await,
                 Command::Export(args) => entries::export(args).await,
+                Command::Matches(args) => matches::run(args).await,
                 Command::Serve(_) | Command::Hash(_) => Ok(ExitCode::SUCCESS),
             }
         }),

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Core, convert};
 use crate::bank::{BankName, NewEntry};
-use crate::matcher::{AddOutcome, ImageEntry, now_ms};
+use crate::matcher::{AddOutcome, ImageEntry, RECENT_MATCHES, now_ms};
 use crate::proto as pb;
 
 /// Entries committed per store transaction during a bulk load.
@@ -257,5 +257,24 @@ impl pb::banks_server::Banks for BanksService {
             let _ = tx.blocking_send(last);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_recent_matches(
+        &self,
+        request: Request<pb::ListRecentMatchesRequest>,
+    ) -> Result<Response<pb::ListRecentMatchesResponse>, Status> {
+        let request = request.get_ref();
+        let bank = match request.bank.as_str() {
+            "" => None,
+            name => Some(convert::bank_name(name)?),
+        };
+        let limit = match request.limit as usize {
+            0 => RECENT_MATCHES,
+            limit => limit.min(RECENT_MATCHES),
+        };
+        let recent = self.core.matcher.recent_matches(bank.as_ref(), limit)?;
+        Ok(Response::new(pb::ListRecentMatchesResponse {
+            matches: recent.iter().map(convert::recent_match_to_pb).collect(),
+        }))
     }
 }

@@ -6,7 +6,7 @@ use pbjson_types::Timestamp;
 use crate::bank::{Action, BankName, BankSettings, BankUpdate, Entry, NewEntry, Thresholds, ThresholdsPatch};
 use crate::error::Error;
 use crate::hash::{Algorithm, ComputedHash, HashValue, Transform};
-use crate::matcher::{BankView, CheckOutcome};
+use crate::matcher::{BankView, CheckOutcome, RecentMatch};
 use crate::proto as pb;
 use crate::verdict::{Match, Verdict};
 
@@ -217,5 +217,13 @@ pub fn check_response(outcome: &CheckOutcome) -> pb::CheckResponse {
         verdict: verdict_to_pb(outcome.verdict) as i32,
         matches: outcome.matches.iter().map(match_to_pb).collect(),
         hashes: outcome.hashes.iter().map(computed_hash_to_pb).collect(),
+    }
+}
+
+pub fn recent_match_to_pb(recent: &RecentMatch) -> pb::RecentMatch {
+    pb::RecentMatch {
+        matched_at: Some(timestamp(recent.matched_at_ms)),
+        verdict: verdict_to_pb(recent.verdict) as i32,
+        r#match: Some(match_to_pb(&recent.found)),
     }
 }

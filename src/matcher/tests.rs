@@ -219,3 +219,39 @@ fn invalid_bank_settings_are_refused() {
         Err(Error::BankExists(_))
     ));
 }
+
+#[test]
+fn recent_matches_are_listed_newest_first_and_by_bank() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher.create_bank(name("A"), settings(Action::Block)).unwrap();
+    matcher.create_bank(name("B"), settings(Action::Review)).unwrap();
+    matcher
+        .add_entries(&name("A"), &[entry(pdq(0x11, 0), "a")], true)
+        .unwrap();
+    matcher
+        .add_entries(&name("B"), &[entry(pdq(0x22, 0), "b")], true)
+        .unwrap();
+    matcher.check_hashes(&[pdq(0x11, 1)], &[]).unwrap();
+    matcher.check_hashes(&[pdq(0x22, 2)], &[]).unwrap();
+    matcher.check_hashes(&[pdq(0x77, 0)], &[]).unwrap();
+
+    let all = matcher.recent_matches(None, 10).unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.found.entry_id.as_str()).collect();
+    assert_eq!(ids, vec!["b", "a"]);
+    assert_eq!(all[0].verdict, Verdict::Review);
+    assert_eq!(matcher.recent_matches(Some(&name("A")), 10).unwrap().len(), 1);
+    assert_eq!(matcher.recent_matches(None, 1).unwrap().len(), 1);
+    assert!(matches!(
+        matcher.recent_matches(Some(&name("NOPE")), 10),
+        Err(Error::BankNotFound(_))
+    ));
+
+    for _ in 0..RECENT_MATCHES + 5 {
+        matcher.check_hashes(&[pdq(0x11, 0)], &[]).unwrap();
+    }
+    assert_eq!(
+        matcher.recent_matches(None, usize::MAX).unwrap().len(),
+        RECENT_MATCHES
+    );
+}
