@@ -531,6 +531,18 @@ async fn bad_images_get_precise_statuses() {
             .unwrap_err();
         assert_eq!(status.code(), code, "{}", status.message());
     }
+    // An image over the size limit is refused before decoding, with the limit in the message.
+    let mut oversized = original.clone();
+    oversized.resize(33 << 20, 0);
+    let status = matcher
+        .check_image(pb::CheckImageRequest {
+            image: oversized,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+    assert!(status.message().contains("33554432"), "{}", status.message());
     let unknown_bank = pb::CheckImageRequest {
         image: original.clone(),
         banks: vec!["NOPE".into()],

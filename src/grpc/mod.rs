@@ -25,9 +25,11 @@ pub use banks::BanksService;
 pub use check::MatcherService;
 pub use convert::algorithm_to_pb;
 
-/// Largest request accepted: the largest image the decoder accepts, plus room for the rest.
+/// Largest request message tonic reads. Twice the largest image, so that an image somewhat
+/// over the limit reaches the decoder and is refused with RESOURCE_EXHAUSTED and a message
+/// naming the limit; past this, tonic itself refuses the message (OUT_OF_RANGE).
 fn max_message_bytes(matcher: &Matcher) -> usize {
-    matcher.config().decode_limits.max_input_bytes + (1 << 20)
+    matcher.config().decode_limits.max_input_bytes.saturating_mul(2) + (1 << 20)
 }
 
 /// Serves every service on `listener` until `shutdown` completes, then drains in-flight calls.
