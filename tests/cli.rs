@@ -198,6 +198,68 @@ async fn import_check_export_remove_against_a_server() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_commands_create_update_show_and_delete() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let run = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(format!("--server={url}"));
+        hashsieve_async(all)
+    };
+    let missing_action = run(&["bank", "create", "GIFCT"]).await;
+    assert!(String::from_utf8_lossy(&missing_action.stderr).contains("--action is required"));
+    let created = run(&[
+        "bank",
+        "create",
+        "GIFCT",
+        "--action",
+        "review",
+        "--pdq-threshold",
+        "20",
+    ])
+    .await;
+    assert!(
+        stdout(&created).starts_with("GIFCT\treview\tenabled\tentries=0"),
+        "{}",
+        stdout(&created)
+    );
+    let updated = run(&[
+        "bank",
+        "update",
+        "GIFCT",
+        "--action",
+        "block",
+        "--disable",
+        "--labels",
+        "a;b",
+    ])
+    .await;
+    let text = stdout(&updated);
+    assert!(text.contains("GIFCT\tblock\tdisabled"), "{text}");
+    assert!(
+        text.contains("pdq:20,phash:8") && text.contains("labels=a;b"),
+        "{text}"
+    );
+    let shown = run(&["bank", "get", "GIFCT", "--json"]).await;
+    let value: serde_json::Value = serde_json::from_str(stdout(&shown).trim()).unwrap();
+    assert_eq!(value["action"], "ACTION_BLOCK");
+    assert_eq!(value["enabled"], false);
+    let bad = run(&["bank", "update", "GIFCT", "--pdq-threshold", "200"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("InvalidArgument"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let deleted = run(&["bank", "delete", "GIFCT"]).await;
+    assert!(stdout(&deleted).contains("deleted GIFCT and 0 entries"));
+    let listed = run(&["bank", "list"]).await;
+    assert_eq!(stdout(&listed), "");
+    let gone = run(&["bank", "get", "GIFCT"]).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
+}
+
 #[test]
 fn client_commands_explain_an_unreachable_server() {
     let output = hashsieve(&["bank", "list", "--server", "http://127.0.0.1:9"]);
