@@ -179,14 +179,13 @@ impl Matcher {
     fn rebuild_index(&self) -> Result<(), Error> {
         const BATCH: usize = 65_536;
         let mut batches: HashMap<Algorithm, Vec<(HashValue, BankId)>> = HashMap::new();
-        self.store.for_each_entry(None, None, |bank, entry| {
-            let batch = batches.entry(entry.hash.algorithm()).or_default();
-            batch.push((entry.hash, bank));
+        self.store.for_each_key(|bank, hash| {
+            let batch = batches.entry(hash.algorithm()).or_default();
+            batch.push((hash, bank));
             if batch.len() >= BATCH {
-                self.index.get(entry.hash.algorithm()).insert_many(batch);
+                self.index.get(hash.algorithm()).insert_many(batch);
                 batch.clear();
             }
-            ControlFlow::Continue(())
         })?;
         for (algorithm, batch) in batches {
             self.index.get(algorithm).insert_many(&batch);

@@ -26,6 +26,13 @@ async fn hashsieve_async(args: Vec<String>) -> Output {
     .unwrap()
 }
 
+/// Runs a client command against the server at `url`.
+fn against(url: &str, args: &[&str]) -> impl std::future::Future<Output = Output> + use<> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push(format!("--server={url}"));
+    hashsieve_async(all)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -75,11 +82,7 @@ fn hash_reports_bad_files_and_goes_on() {
 async fn import_check_export_remove_against_a_server() {
     let server = TestServer::start().await;
     let url = server.url();
-    let run = |args: &[&str]| {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.push(format!("--server={url}"));
-        hashsieve_async(all)
-    };
+    let run = |args: &[&str]| against(&url, args);
 
     let created = run(&[
         "bank",
@@ -202,11 +205,7 @@ async fn import_check_export_remove_against_a_server() {
 async fn bank_commands_create_update_show_and_delete() {
     let server = TestServer::start().await;
     let url = server.url();
-    let run = |args: &[&str]| {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.push(format!("--server={url}"));
-        hashsieve_async(all)
-    };
+    let run = |args: &[&str]| against(&url, args);
     let missing_action = run(&["bank", "create", "GIFCT"]).await;
     assert!(String::from_utf8_lossy(&missing_action.stderr).contains("--action is required"));
     let created = run(&[
