@@ -530,8 +530,8 @@ impl Matcher {
             });
         }
         let verdict = decide(&matches);
-        self.record_matches(&matches, banks, verdict);
         sort_matches(&mut matches);
+        self.record_matches(&matches, banks, verdict);
         matches.truncate(self.config.max_matches);
         Ok(CheckOutcome {
             verdict,
