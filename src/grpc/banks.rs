@@ -174,9 +174,6 @@ impl pb::banks_server::Banks for BanksService {
     ) -> Result<Response<pb::AddImageResponse>, Status> {
         let request = request.into_inner();
         let name = convert::bank_name(&request.bank)?;
-        if request.image.is_empty() {
-            return Err(Status::invalid_argument("image is required"));
-        }
         let entry = ImageEntry {
             algorithms: convert::algorithms(&request.algorithms)?,
             id: request.id,

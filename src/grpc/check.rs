@@ -27,9 +27,6 @@ impl MatcherService {
 }
 
 fn image_check(request: &pb::CheckImageRequest) -> Result<ImageCheck, Error> {
-    if request.image.is_empty() {
-        return Err(Error::InvalidArgument("image is required".into()));
-    }
     Ok(ImageCheck {
         banks: convert::bank_names(&request.banks)?,
         algorithms: convert::algorithms(&request.algorithms)?,
@@ -158,9 +155,6 @@ impl pb::matcher_server::Matcher for MatcherService {
         request: Request<pb::HashImageRequest>,
     ) -> Result<Response<pb::HashImageResponse>, Status> {
         let request = request.into_inner();
-        if request.image.is_empty() {
-            return Err(Status::invalid_argument("image is required"));
-        }
         let mut algorithms = convert::algorithms(&request.algorithms)?;
         if algorithms.is_empty() {
             algorithms.push(Algorithm::Pdq);

@@ -308,6 +308,10 @@ pub fn hash_image(
     let mut algorithms = options.algorithms.clone();
     algorithms.sort();
     algorithms.dedup();
+    // Checked here, not only in the decoder, because MD5/SHA-256 alone never decode.
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
     if bytes.len() > limits.max_input_bytes {
         return Err(DecodeError::InputTooLarge {
             size: bytes.len(),
@@ -423,6 +427,17 @@ mod tests {
         assert_eq!(a.distance(&b), Some(5));
         assert_eq!(b.distance(&c), None);
         assert_ne!(b, c);
+    }
+
+    #[test]
+    fn empty_input_is_refused_even_for_digests_alone() {
+        let options = HashOptions {
+            algorithms: vec![Algorithm::Md5],
+            pdq_dihedral: false,
+        };
+        let result = hash_image(&[], &options, &DecodeLimits::default());
+        assert!(matches!(result, Err(DecodeError::Empty)));
+        assert!(hash_image(b"x", &options, &DecodeLimits::default()).is_ok());
     }
 
     #[test]
