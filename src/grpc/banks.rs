@@ -203,11 +203,7 @@ impl pb::banks_server::Banks for BanksService {
         if request.hashes.is_empty() && request.ids.is_empty() {
             return Err(Status::invalid_argument("give at least one hash or id to remove"));
         }
-        let hashes = request
-            .hashes
-            .iter()
-            .map(convert::hash_value)
-            .collect::<Result<Vec<_>, _>>()?;
+        let hashes = convert::hash_values(&request.hashes)?;
         let ids = request.ids;
         let removed = self
             .core

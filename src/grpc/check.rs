@@ -48,11 +48,7 @@ async fn check_hashes(core: Core, request: pb::CheckHashesRequest) -> Result<pb:
     if request.hashes.is_empty() {
         return Err(Status::invalid_argument("at least one hash is required"));
     }
-    let hashes = request
-        .hashes
-        .iter()
-        .map(convert::hash_value)
-        .collect::<Result<Vec<_>, _>>()?;
+    let hashes = convert::hash_values(&request.hashes)?;
     let banks = convert::bank_names(&request.banks)?;
     core.run(move |matcher| {
         matcher

@@ -42,6 +42,10 @@ pub fn hash_value(value: &pb::HashValue) -> Result<HashValue, Error> {
     Ok(HashValue::from_hex(algorithm(value.algorithm)?, &value.hex)?)
 }
 
+pub fn hash_values(values: &[pb::HashValue]) -> Result<Vec<HashValue>, Error> {
+    values.iter().map(hash_value).collect()
+}
+
 pub fn hash_value_to_pb(value: &HashValue) -> pb::HashValue {
     pb::HashValue {
         algorithm: algorithm_to_pb(value.algorithm()) as i32,
