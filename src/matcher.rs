@@ -393,11 +393,10 @@ impl Matcher {
         &self,
         name: &BankName,
         algorithm: Option<Algorithm>,
-        mut visit: impl FnMut(Entry) -> ControlFlow<()>,
+        visit: impl FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let id = self.catalog().get(name)?.id;
-        self.store
-            .for_each_entry(Some(id), algorithm, |_, entry| visit(entry))?;
+        self.store.for_each_entry(id, algorithm, visit)?;
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use redb::{
     Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    TableDefinition,
 };
 
 use crate::bank::{Bank, BankId, BankName, BankSettings, Entry, EntryMeta, NewEntry};
@@ -343,27 +343,21 @@ impl Store {
     /// order, from one consistent snapshot; stops when `visit` breaks.
     pub fn for_each_entry(
         &self,
-        bank: Option<BankId>,
+        bank: BankId,
         algorithm: Option<Algorithm>,
-        mut visit: impl FnMut(BankId, Entry) -> ControlFlow<()>,
+        mut visit: impl FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
-        let rows = match bank {
-            Some(bank) => {
-                let (start, end) = bank_range(bank);
-                table.range(start.as_slice()..end.as_slice())?
-            }
-            None => table.range::<&[u8]>(..)?,
-        };
-        for row in rows {
+        let (start, end) = bank_range(bank);
+        for row in table.range(start.as_slice()..end.as_slice())? {
             let (key, value) = row?;
-            let (bank, hash) = parse_entry_key(key.value())?;
+            let (_, hash) = parse_entry_key(key.value())?;
             if algorithm.is_some_and(|a| a != hash.algorithm()) {
                 continue;
             }
             let meta: EntryMeta = decode(value.value(), "entries")?;
-            if visit(bank, Entry { hash, meta }).is_break() {
+            if visit(Entry { hash, meta }).is_break() {
                 break;
             }
         }
@@ -381,12 +375,6 @@ impl Store {
             visit(bank, hash);
         }
         Ok(())
-    }
-
-    /// Number of entries across all banks.
-    pub fn total_entries(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(ENTRIES)?.len()?)
     }
 }
 

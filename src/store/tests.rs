@@ -19,7 +19,7 @@ fn entry(hex_byte: u8, id: &str) -> NewEntry {
 fn all_entries(store: &Store, bank: BankId) -> Vec<Entry> {
     let mut out = Vec::new();
     store
-        .for_each_entry(Some(bank), None, |_, entry| {
+        .for_each_entry(bank, None, |entry| {
             out.push(entry);
             ControlFlow::Continue(())
         })
@@ -114,7 +114,9 @@ fn removal_by_hash_and_id_and_bank_deletion() {
     assert_eq!(store.delete_bank(b.id).unwrap(), 1);
     assert!(all_entries(&store, b.id).is_empty());
     assert_eq!(store.load_banks().unwrap().len(), 1);
-    assert_eq!(store.total_entries().unwrap(), 0);
+    let mut remaining = 0;
+    store.for_each_key(|_, _| remaining += 1).unwrap();
+    assert_eq!(remaining, 0);
 }
 
 #[test]
