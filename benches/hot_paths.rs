@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hashsieve::bank::BankId;
 use hashsieve::hash::decode::{DecodeLimits, decode_image};
 use hashsieve::hash::{Algorithm, HashOptions, HashValue, hash_image, pdq};
-use hashsieve::index::{HashIndex, LinearIndex};
+use hashsieve::index::{HashIndex, LinearIndex, MihConfig, MihIndex};
 
 const PHOTO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -63,21 +63,42 @@ fn random_pdq(count: usize) -> Vec<HashValue> {
         .collect()
 }
 
+/// `hash` with `bits` of its bits flipped, spread over the code.
+fn flip(hash: &HashValue, bits: usize) -> HashValue {
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(hash.as_bytes());
+    for i in 0..bits {
+        let bit = (i * 97 + 13) % 256;
+        bytes[bit / 8] ^= 1 << (bit % 8);
+    }
+    HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap()
+}
+
 fn index(c: &mut Criterion) {
     for size in [10_000usize, 1_000_000] {
-        let hashes = random_pdq(size);
-        let index = LinearIndex::<4>::new(Algorithm::Pdq);
-        let pairs: Vec<(HashValue, BankId)> = hashes.iter().map(|h| (*h, BankId(1))).collect();
-        index.insert_many(&pairs);
-        let query = hashes[size / 2];
+        let hashes = random_pdq(size + 1);
+        let pairs: Vec<(HashValue, BankId)> = hashes[..size].iter().map(|h| (*h, BankId(1))).collect();
+        let linear = LinearIndex::<4>::new(Algorithm::Pdq);
+        linear.insert_many(&pairs);
+        let mih = MihIndex::<4>::new(Algorithm::Pdq, MihConfig::for_radius(31));
+        mih.load_distinct(&pairs);
+        mih.settle();
+        let near = flip(&hashes[size / 2], 24);
+        let unrelated = hashes[size];
         let mut hits = Vec::new();
-        c.bench_function(&format!("linear pdq search radius 31, {size} hashes"), |b| {
-            b.iter(|| {
-                hits.clear();
-                index.search(black_box(&query), 31, &mut hits);
-                hits.len()
-            })
-        });
+        let engines: [(&str, &dyn HashIndex); 2] = [("linear", &linear), ("mih", &mih)];
+        for (engine, index) in engines {
+            for (kind, query) in [("near-duplicate", near), ("unrelated", unrelated)] {
+                let name = format!("{engine} pdq search radius 31, {size} hashes, {kind} query");
+                c.bench_function(&name, |b| {
+                    b.iter(|| {
+                        hits.clear();
+                        index.search(black_box(&query), 31, &mut hits);
+                        hits.len()
+                    })
+                });
+            }
+        }
     }
 }
 

@@ -183,12 +183,15 @@ impl Matcher {
             let batch = batches.entry(hash.algorithm()).or_default();
             batch.push((hash, bank));
             if batch.len() >= BATCH {
-                self.index.get(hash.algorithm()).insert_many(batch);
+                self.index.get(hash.algorithm()).load_distinct(batch);
                 batch.clear();
             }
         })?;
         for (algorithm, batch) in batches {
-            self.index.get(algorithm).insert_many(&batch);
+            self.index.get(algorithm).load_distinct(&batch);
+        }
+        for algorithm in Algorithm::ALL {
+            self.index.get(algorithm).settle();
         }
         let total: usize = Algorithm::ALL.iter().map(|a| self.index.get(*a).len()).sum();
         tracing::info!(entries = total, "index rebuilt from store");
@@ -304,7 +307,12 @@ impl Matcher {
                 .push((*hash, id));
         }
         for (algorithm, pairs) in by_algorithm {
-            self.index.get(algorithm).insert_many(&pairs);
+            let index = self.index.get(algorithm);
+            index.insert_many(&pairs);
+            if durable {
+                // The end of a load: fold what it added into the index's tables.
+                index.settle();
+            }
         }
         *self.entry_counts.entry(id).or_insert(0) += outcome.added.len() as u64;
         Ok(AddOutcome {
@@ -316,7 +324,11 @@ impl Matcher {
     /// Makes earlier non-durable adds durable.
     pub fn sync(&self) -> Result<(), Error> {
         let _writes = self.lock_writes();
-        Ok(self.store.sync()?)
+        self.store.sync()?;
+        for algorithm in Algorithm::ALL {
+            self.index.get(algorithm).settle();
+        }
+        Ok(())
     }
 
     /// Hashes an image and adds its hashes to a bank.

@@ -1,0 +1,729 @@
+//! Multi-index hashing (Norouzi, Punjani & Fleet, "Fast Exact Search in Hamming Space with
+//! Multi-Index Hashing", 2014): the sublinear exact engine for perceptual hashes.
+//!
+//! A code of `B` bits is cut into `m` chunks, and each chunk keys one table. If a stored code is
+//! within `r` bits of the query and the chunks are given radii `r_i` with `Σ (r_i + 1) ≥ r + 1`,
+//! then some chunk differs by at most `r_i` bits (else the distances would add up past `r`). So
+//! probing every key within `r_i` of the query's chunk in table `i`, then checking the full
+//! distance of what the probes find, misses nothing. The chunk count is chosen at each rebuild
+//! from the number of stored codes and the radius the index is expected to serve; any radius
+//! can still be searched, and where probing would cost more than a scan, the index scans.
+//!
+//! Memory is flat: codes in one vector, and per table a bucket-offset array and one `u32` per
+//! code (its slot, with the key's low bits packed beside it so the offsets array stays small).
+//! New codes go to a short tail that searches scan linearly; when the tail grows, the tables
+//! are rebuilt by counting sort while searches carry on under the read lock. Removals mark a
+//! slot dead at once; dead slots are dropped when they make up half the vector.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{HashIndex, IndexHit};
+use crate::bank::BankId;
+use crate::hash::{Algorithm, HashValue};
+
+/// Relative costs of the cost model: a probe is a bucket lookup (one or two cache misses), a
+/// candidate one cache miss for its code.
+const PROBE_COST: f64 = 2.0;
+const CANDIDATE_COST: f64 = 1.0;
+/// The most chunks a split may have; 64 one-bit chunks of a 64-bit code at most, and far
+/// fewer for PDQ.
+const MAX_CHUNKS: usize = 64;
+/// Marks a removed slot in `banks`.
+const DEAD: u32 = u32::MAX;
+
+/// How a [`MihIndex`] trades tables against scanning.
+#[derive(Clone, Copy, Debug)]
+pub struct MihConfig {
+    /// The radius the chunking is tuned for; searches at other radii stay exact.
+    pub design_radius: u32,
+    /// Below this many codes the tables do not pay for themselves: a scan is as fast.
+    pub min_indexed: usize,
+    /// The tail is folded into the tables once it is this long and an eighth of the indexed
+    /// codes, so rebuilds cost O(1) amortised per insert while the tail stays cheap to scan.
+    pub min_tail: usize,
+    /// The cost of scanning one 64-bit word, relative to a cache miss (see the cost model).
+    pub scan_cost_per_word: f64,
+}
+
+impl MihConfig {
+    pub fn for_radius(design_radius: u32) -> Self {
+        MihConfig {
+            design_radius,
+            min_indexed: 4096,
+            min_tail: 8192,
+            scan_cost_per_word: 0.02,
+        }
+    }
+}
+
+/// An exact radius-search index over codes of `WORDS` 64-bit words.
+pub struct MihIndex<const WORDS: usize> {
+    algorithm: Algorithm,
+    config: MihConfig,
+    /// Serialises writers, so that a rebuild can read the codes under the read lock while
+    /// searches go on, knowing nothing changes them.
+    writer: Mutex<()>,
+    state: RwLock<State<WORDS>>,
+}
+
+struct State<const WORDS: usize> {
+    codes: Vec<[u64; WORDS]>,
+    /// The bank of each slot, or [`DEAD`].
+    banks: Vec<u32>,
+    live: usize,
+    /// Tables over slots `..indexed`; `None` while there are too few codes to need them.
+    tables: Option<Tables>,
+    indexed: usize,
+    /// Live slots `indexed..` by code and bank, for exact lookups in the tail; out of date
+    /// while `tail_mapped` is false (after [`MihIndex::load_distinct`]).
+    tail: HashMap<([u64; WORDS], u32), u32>,
+    tail_mapped: bool,
+}
+
+/// The chunk tables of one build.
+struct Tables {
+    chunks: Vec<Chunk>,
+    /// Probe plans by radius, made on first use.
+    plans: Vec<OnceLock<Option<Plan>>>,
+    indexed: usize,
+    /// What scanning the indexed codes costs in the cost model's units.
+    scan_cost: f64,
+}
+
+/// One chunk: which bits of the code key it, and the table from key to slots.
+struct Chunk {
+    start: u32,
+    bits: u32,
+    /// Low key bits kept in each entry rather than in the bucket number.
+    low_bits: u32,
+    /// Entries of bucket `b` are `entries[offsets[b]..offsets[b + 1]]`.
+    offsets: Vec<u32>,
+    /// `slot << low_bits | key & low_mask`.
+    entries: Vec<u32>,
+}
+
+/// How to probe for one radius: per chunk, the XOR masks of every key within its radius.
+struct Plan {
+    /// Per chunk, `None` when the chunk is not probed (its radius is -1).
+    masks: Vec<Option<Vec<u32>>>,
+    /// Per chunk, the radius it is probed with (meaningless where `masks` is `None`).
+    radii: Vec<u32>,
+}
+
+impl<const WORDS: usize> MihIndex<WORDS> {
+    /// An empty index for `algorithm`.
+    pub fn new(algorithm: Algorithm, config: MihConfig) -> Self {
+        debug_assert_eq!(algorithm.byte_len(), WORDS * 8);
+        MihIndex {
+            algorithm,
+            config,
+            writer: Mutex::new(()),
+            state: RwLock::new(State {
+                codes: Vec::new(),
+                banks: Vec::new(),
+                live: 0,
+                tables: None,
+                indexed: 0,
+                tail: HashMap::new(),
+                tail_mapped: true,
+            }),
+        }
+    }
+
+    /// Folds the tail into the tables now if it is longer than a quick scan: after a bulk
+    /// load, so that later searches do not scan a long tail.
+    pub fn settle(&self) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let needed = {
+            let state = self.read();
+            let tail = state.codes.len() - state.indexed;
+            tail > self.config.min_tail
+                || (state.tables.is_none() && state.live >= self.config.min_indexed && tail > 0)
+        };
+        if needed {
+            self.rebuild();
+        }
+    }
+
+    /// Appends pairs known to be distinct and absent, such as a store's keys at start-up,
+    /// skipping the per-pair lookup; [`MihIndex::settle`] then builds the tables once.
+    pub fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.write();
+        for (hash, bank) in pairs {
+            if let Some(code) = self.to_code(hash)
+                && bank.0 != DEAD
+            {
+                state.codes.push(code);
+                state.banks.push(bank.0);
+                state.live += 1;
+            }
+        }
+        state.tail_mapped = false;
+    }
+
+    /// The number of chunks of the current tables, 0 when the index only scans.
+    pub fn chunk_count(&self) -> usize {
+        self.read().tables.as_ref().map_or(0, |tables| tables.chunks.len())
+    }
+
+    fn to_code(&self, hash: &HashValue) -> Option<[u64; WORDS]> {
+        if hash.algorithm() != self.algorithm {
+            return None;
+        }
+        let mut code = [0u64; WORDS];
+        for (word, bytes) in code.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(bytes);
+            *word = u64::from_be_bytes(be);
+        }
+        Some(code)
+    }
+
+    fn to_hash(&self, code: &[u64; WORDS]) -> HashValue {
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(code) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        // Cannot fail: WORDS * 8 is the algorithm's length, checked in `new`.
+        HashValue::from_bytes(self.algorithm, &bytes[..WORDS * 8]).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// A panic while holding the lock cannot leave the state inexact (a rebuild swaps in
+    /// finished tables only), so a poisoned lock is used as is.
+    fn read(&self) -> RwLockReadGuard<'_, State<WORDS>> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State<WORDS>> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Rebuilds the tables over every slot, dropping dead slots first if they are many. The
+    /// caller holds `writer`, so the codes cannot change while the tables are built from them
+    /// under the read lock.
+    fn rebuild(&self) {
+        {
+            let state = self.read();
+            if state.codes.len() - state.live <= state.live {
+                let tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
+                drop(state);
+                let mut state = self.write();
+                state.indexed = state.codes.len();
+                state.tables = tables;
+                state.clear_tail();
+                return;
+            }
+        }
+        let mut state = self.write();
+        state.compact();
+        state.tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
+        state.indexed = state.codes.len();
+        state.clear_tail();
+    }
+
+    /// Rebuilds if the tail has outgrown its bound.
+    fn maybe_rebuild(&self) {
+        let needed = {
+            let state = self.read();
+            let tail = state.codes.len() - state.indexed;
+            tail > self.config.min_tail.max(state.indexed / 8)
+                || (state.tables.is_none() && tail > self.config.min_indexed)
+        };
+        if needed {
+            self.rebuild();
+        }
+    }
+
+    /// Drops dead slots when they are the majority, with a rebuild so slot numbers stay valid.
+    fn maybe_compact(&self) {
+        let needed = {
+            let state = self.read();
+            let dead = state.codes.len() - state.live;
+            dead > state.live && dead > 1024
+        };
+        if needed {
+            self.rebuild();
+        }
+    }
+}
+
+impl<const WORDS: usize> State<WORDS> {
+    fn clear_tail(&mut self) {
+        self.tail = HashMap::new();
+        self.tail_mapped = true;
+    }
+
+    /// Maps the tail again after [`MihIndex::load_distinct`] appended to it unmapped.
+    fn map_tail(&mut self) {
+        if !self.tail_mapped {
+            self.tail = (self.indexed..self.codes.len())
+                .filter(|&slot| self.banks[slot] != DEAD)
+                .map(|slot| ((self.codes[slot], self.banks[slot]), slot as u32))
+                .collect();
+            self.tail_mapped = true;
+        }
+    }
+
+    /// The slot holding `(code, bank)`, if any.
+    fn find(&mut self, code: &[u64; WORDS], bank: u32) -> Option<usize> {
+        self.map_tail();
+        if let Some(&slot) = self.tail.get(&(*code, bank)) {
+            return Some(slot as usize);
+        }
+        match &self.tables {
+            Some(tables) => tables.chunks[0]
+                .bucket(extract(code, tables.chunks[0].start, tables.chunks[0].bits))
+                .map(|slot| slot as usize)
+                .find(|&slot| self.banks[slot] == bank && self.codes[slot] == *code),
+            None => (0..self.indexed).find(|&slot| self.banks[slot] == bank && self.codes[slot] == *code),
+        }
+    }
+
+    fn insert(&mut self, code: [u64; WORDS], bank: u32) -> bool {
+        if self.find(&code, bank).is_some() {
+            return false;
+        }
+        self.tail.insert((code, bank), self.codes.len() as u32);
+        self.codes.push(code);
+        self.banks.push(bank);
+        self.live += 1;
+        true
+    }
+
+    fn kill(&mut self, slot: usize) {
+        self.map_tail();
+        if slot >= self.indexed {
+            self.tail.remove(&(self.codes[slot], self.banks[slot]));
+        }
+        self.banks[slot] = DEAD;
+        self.live -= 1;
+    }
+
+    /// Moves live slots down over dead ones. The tables must be rebuilt afterwards.
+    fn compact(&mut self) {
+        let mut kept = 0;
+        for slot in 0..self.codes.len() {
+            if self.banks[slot] != DEAD {
+                self.codes[kept] = self.codes[slot];
+                self.banks[kept] = self.banks[slot];
+                kept += 1;
+            }
+        }
+        self.codes.truncate(kept);
+        self.banks.truncate(kept);
+        self.codes.shrink_to_fit();
+        self.banks.shrink_to_fit();
+        self.tables = None;
+        self.indexed = 0;
+        self.clear_tail();
+    }
+
+    /// Calls `emit(distance, slot)` for every live slot in `slots` within `radius` of `query`.
+    fn scan(
+        &self,
+        slots: std::ops::Range<usize>,
+        query: &[u64; WORDS],
+        radius: u32,
+        emit: &mut impl FnMut(u32, usize),
+    ) {
+        let start = slots.start;
+        for (offset, code) in self.codes[slots].iter().enumerate() {
+            let distance = distance(code, query);
+            if distance <= radius && self.banks[start + offset] != DEAD {
+                emit(distance, start + offset);
+            }
+        }
+    }
+
+    /// Calls `emit(distance, slot)` once for every live slot within `radius` of `query`.
+    fn search(&self, query: &[u64; WORDS], radius: u32, emit: &mut impl FnMut(u32, usize)) {
+        self.scan(self.indexed..self.codes.len(), query, radius, emit);
+        let plan = self.tables.as_ref().and_then(|tables| Some((tables, tables.plan(radius)?)));
+        let Some((tables, plan)) = plan else {
+            self.scan(0..self.indexed, query, radius, emit);
+            return;
+        };
+        let mut query_keys = [0u32; MAX_CHUNKS];
+        for (key, chunk) in query_keys.iter_mut().zip(&tables.chunks) {
+            *key = extract(query, chunk.start, chunk.bits);
+        }
+        // A code is reported only by the first probed chunk within that chunk's radius of the
+        // query: this one, if no earlier probed chunk is.
+        let found_earlier = |code: &[u64; WORDS], index: usize| {
+            tables.chunks[..index].iter().enumerate().any(|(earlier, chunk)| {
+                plan.masks[earlier].is_some()
+                    && (extract(code, chunk.start, chunk.bits) ^ query_keys[earlier]).count_ones()
+                        <= plan.radii[earlier]
+            })
+        };
+        for (index, chunk) in tables.chunks.iter().enumerate() {
+            let Some(masks) = &plan.masks[index] else {
+                continue;
+            };
+            for mask in masks {
+                for slot in chunk.bucket(query_keys[index] ^ mask) {
+                    let slot = slot as usize;
+                    let code = &self.codes[slot];
+                    let distance = distance(code, query);
+                    if distance <= radius && self.banks[slot] != DEAD && !found_earlier(code, index) {
+                        emit(distance, slot);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Tables {
+    /// Tables over the live slots of `codes`, or `None` if a scan would serve as well.
+    fn build<const WORDS: usize>(
+        codes: &[[u64; WORDS]],
+        banks: &[u32],
+        live: usize,
+        config: &MihConfig,
+    ) -> Option<Tables> {
+        if live < config.min_indexed || codes.len() >= (1 << 28) {
+            return None;
+        }
+        let bits = (WORDS * 64) as u32;
+        let chunk_bits = choose_chunks(bits, live, config.design_radius)?;
+        let slot_bits = usize::BITS - codes.len().leading_zeros();
+        // Enough buckets for about eight entries each; the rest of the key rides in the entry.
+        let bucket_bits_wanted = (usize::BITS - (live / 8).max(1).leading_zeros()).max(1);
+        let mut start = 0;
+        let layouts: Vec<(u32, u32, u32)> = chunk_bits
+            .iter()
+            .map(|&chunk| {
+                let low_bits = chunk.saturating_sub(bucket_bits_wanted).min(32 - slot_bits);
+                let layout = (start, chunk, low_bits);
+                start += chunk;
+                layout
+            })
+            .collect();
+        let chunks = std::thread::scope(|scope| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(layouts.len());
+            let per_thread = layouts.len().div_ceil(threads);
+            let handles: Vec<_> = layouts
+                .chunks(per_thread)
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .iter()
+                            .map(|&(start, bits, low_bits)| Chunk::build(codes, banks, live, start, bits, low_bits))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // A build thread cannot panic short of allocation failure, which aborts anyway.
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        });
+        if chunks.len() != layouts.len() {
+            return None;
+        }
+        Some(Tables {
+            chunks,
+            plans: (0..=bits).map(|_| OnceLock::new()).collect(),
+            indexed: codes.len(),
+            scan_cost: codes.len() as f64 * config.scan_cost_per_word * WORDS as f64,
+        })
+    }
+
+    /// The probe plan for `radius`, or `None` if scanning is cheaper.
+    fn plan(&self, radius: u32) -> Option<&Plan> {
+        let cell = self.plans.get(radius as usize)?;
+        cell.get_or_init(|| {
+            let bits: Vec<u32> = self.chunks.iter().map(|chunk| chunk.bits).collect();
+            let (radii, cost) = allocate_radii(&bits, self.indexed, radius);
+            if cost > self.scan_cost {
+                return None;
+            }
+            let masks = bits
+                .iter()
+                .zip(&radii)
+                .map(|(&bits, &radius)| (radius >= 0).then(|| masks_within(bits, radius as u32)))
+                .collect();
+            Some(Plan {
+                masks,
+                radii: radii.iter().map(|&radius| radius.max(0) as u32).collect(),
+            })
+        })
+        .as_ref()
+    }
+}
+
+impl Chunk {
+    fn build<const WORDS: usize>(
+        codes: &[[u64; WORDS]],
+        banks: &[u32],
+        live: usize,
+        start: u32,
+        bits: u32,
+        low_bits: u32,
+    ) -> Chunk {
+        let buckets = 1usize << (bits - low_bits);
+        let mut offsets = vec![0u32; buckets + 1];
+        for (code, bank) in codes.iter().zip(banks) {
+            if *bank != DEAD {
+                offsets[(extract(code, start, bits) >> low_bits) as usize + 1] += 1;
+            }
+        }
+        for bucket in 0..buckets {
+            offsets[bucket + 1] += offsets[bucket];
+        }
+        let mut next = offsets.clone();
+        let mut entries = vec![0u32; live];
+        let low_mask = (1u32 << low_bits) - 1;
+        for (slot, (code, bank)) in codes.iter().zip(banks).enumerate() {
+            if *bank != DEAD {
+                let key = extract(code, start, bits);
+                let cursor = &mut next[(key >> low_bits) as usize];
+                entries[*cursor as usize] = ((slot as u32) << low_bits) | (key & low_mask);
+                *cursor += 1;
+            }
+        }
+        Chunk {
+            start,
+            bits,
+            low_bits,
+            offsets,
+            entries,
+        }
+    }
+
+    /// The slots whose key in this chunk is exactly `key`.
+    fn bucket(&self, key: u32) -> impl Iterator<Item = u32> + '_ {
+        let bucket = (key >> self.low_bits) as usize;
+        let low_mask = (1u32 << self.low_bits) - 1;
+        let low = key & low_mask;
+        let range = self.offsets[bucket] as usize..self.offsets[bucket + 1] as usize;
+        self.entries[range]
+            .iter()
+            .filter(move |&&entry| entry & low_mask == low)
+            .map(move |&entry| entry >> self.low_bits)
+    }
+}
+
+/// Bits `start..start + bits` of `code` (bit 0 is the first word's most significant), as an
+/// integer; `bits` is 1 to 32.
+fn extract<const WORDS: usize>(code: &[u64; WORDS], start: u32, bits: u32) -> u32 {
+    debug_assert!((1..=32).contains(&bits) && start + bits <= WORDS as u32 * 64);
+    let word = (start / 64) as usize;
+    let offset = start % 64;
+    if offset + bits <= 64 {
+        ((code[word] << offset) >> (64 - bits)) as u32
+    } else {
+        let high_bits = 64 - offset;
+        let low_bits = bits - high_bits;
+        let high = (code[word] << offset) >> (64 - high_bits);
+        let low = code[word + 1] >> (64 - low_bits);
+        ((high << low_bits) | low) as u32
+    }
+}
+
+fn distance<const WORDS: usize>(a: &[u64; WORDS], b: &[u64; WORDS]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// Chunk widths for `bits`-bit codes, `count` of them, searched at `radius`: the split the cost
+/// model finds cheapest, with no chunk wider than 32 bits nor much wider than `log2(count)`
+/// (wider chunks make the tables sparse and, through their offsets, large).
+fn choose_chunks(bits: u32, count: usize, radius: u32) -> Option<Vec<u32>> {
+    let log_count = usize::BITS - count.max(2).leading_zeros();
+    let widest = log_count.min(32);
+    (bits.div_ceil(widest)..=bits.min(MAX_CHUNKS as u32))
+        .map(|chunks| split_bits(bits, chunks))
+        .map(|widths| {
+            let (_, cost) = allocate_radii(&widths, count, radius);
+            (widths, cost)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(widths, _)| widths)
+}
+
+/// `bits` split into `chunks` widths differing by at most one.
+fn split_bits(bits: u32, chunks: u32) -> Vec<u32> {
+    (0..chunks).map(|i| bits / chunks + u32::from(i < bits % chunks)).collect()
+}
+
+/// Radii per chunk (-1 for "not probed") with `Σ (r_i + 1) = radius + 1`, chosen greedily by
+/// the smallest rise in expected cost, and that cost. The greedy choice is optimal because each
+/// chunk's cost is convex in its radius.
+fn allocate_radii(widths: &[u32], count: usize, radius: u32) -> (Vec<i32>, f64) {
+    let chunk_cost = |width: u32, radius: i32| -> f64 {
+        if radius < 0 {
+            return 0.0;
+        }
+        let probes: f64 = (0..=radius.min(width as i32) as u32).map(|k| binomial(width, k)).sum();
+        probes * (PROBE_COST + count as f64 / 2f64.powi(width as i32) * CANDIDATE_COST)
+    };
+    let mut radii = vec![-1i32; widths.len()];
+    for _ in 0..=radius {
+        let best = (0..widths.len())
+            .filter(|&i| radii[i] < widths[i] as i32)
+            .min_by(|&a, &b| {
+                let rise = |i: usize| chunk_cost(widths[i], radii[i] + 1) - chunk_cost(widths[i], radii[i]);
+                rise(a).total_cmp(&rise(b))
+            });
+        match best {
+            Some(i) => radii[i] += 1,
+            None => break,
+        }
+    }
+    let cost = widths.iter().zip(&radii).map(|(&w, &r)| chunk_cost(w, r)).sum();
+    (radii, cost)
+}
+
+fn binomial(n: u32, k: u32) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * f64::from(n - i) / f64::from(i + 1))
+}
+
+/// Every `bits`-bit mask with at most `radius` bits set, fewest bits first.
+fn masks_within(bits: u32, radius: u32) -> Vec<u32> {
+    let mut masks = vec![0u32];
+    for weight in 1..=radius.min(bits) {
+        // Gosper's hack walks the masks of one weight in increasing order.
+        let limit = if bits == 32 { u64::from(u32::MAX) } else { (1u64 << bits) - 1 };
+        let mut mask: u64 = (1u64 << weight) - 1;
+        while mask <= limit {
+            masks.push(mask as u32);
+            let lowest = mask & mask.wrapping_neg();
+            let ripple = mask + lowest;
+            mask = (((ripple ^ mask) >> 2) / lowest) | ripple;
+        }
+    }
+    masks
+}
+
+impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
+    fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
+        MihIndex::load_distinct(self, pairs);
+    }
+
+    fn settle(&self) {
+        MihIndex::settle(self);
+    }
+
+    fn insert(&self, hash: &HashValue, bank: BankId) -> bool {
+        self.insert_many(&[(*hash, bank)]) == 1
+    }
+
+    fn insert_many(&self, pairs: &[(HashValue, BankId)]) -> usize {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let added = {
+            let mut state = self.write();
+            pairs
+                .iter()
+                .filter(|(hash, bank)| {
+                    self.to_code(hash)
+                        .is_some_and(|code| bank.0 != DEAD && state.insert(code, bank.0))
+                })
+                .count()
+        };
+        self.maybe_rebuild();
+        added
+    }
+
+    fn remove(&self, hash: &HashValue, bank: BankId) -> bool {
+        let Some(code) = self.to_code(hash) else {
+            return false;
+        };
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = {
+            let mut state = self.write();
+            match state.find(&code, bank.0) {
+                Some(slot) => {
+                    state.kill(slot);
+                    true
+                }
+                None => false,
+            }
+        };
+        self.maybe_compact();
+        removed
+    }
+
+    fn remove_bank(&self, bank: BankId) -> usize {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = {
+            let mut state = self.write();
+            let slots: Vec<usize> = (0..state.codes.len())
+                .filter(|&slot| state.banks[slot] == bank.0)
+                .collect();
+            for &slot in &slots {
+                state.kill(slot);
+            }
+            slots.len()
+        };
+        self.maybe_compact();
+        removed
+    }
+
+    fn search(&self, query: &HashValue, radius: u32, hits: &mut Vec<IndexHit>) {
+        let Some(query) = self.to_code(query) else {
+            return;
+        };
+        let state = self.read();
+        state.search(&query, radius, &mut |distance, slot| {
+            hits.push(IndexHit {
+                distance,
+                hash: self.to_hash(&state.codes[slot]),
+                bank: BankId(state.banks[slot]),
+            });
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.read().live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extract_reads_bits_across_word_boundaries() {
+        let code = [0x0123_4567_89ab_cdefu64, 0xfedc_ba98_7654_3210];
+        assert_eq!(extract(&code, 0, 8), 0x01);
+        assert_eq!(extract(&code, 60, 8), 0xff);
+        assert_eq!(extract(&code, 56, 16), 0xeffe);
+        assert_eq!(extract(&code, 96, 32), 0x7654_3210);
+        assert_eq!(extract(&code, 127, 1), 0);
+        assert_eq!(extract(&code, 4, 1), 0);
+        assert_eq!(extract(&code, 7, 1), 1);
+    }
+
+    #[test]
+    fn masks_within_lists_every_mask_once() {
+        let masks = masks_within(10, 3);
+        let expected: Vec<u32> = (0u32..1024).filter(|m| m.count_ones() <= 3).collect();
+        let mut sorted = masks.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected);
+        assert_eq!(masks_within(32, 1).len(), 33);
+    }
+
+    #[test]
+    fn radii_cover_the_radius_by_pigeonhole() {
+        for radius in 0..=64 {
+            for widths in [split_bits(256, 11), split_bits(256, 16), split_bits(64, 3)] {
+                let (radii, _) = allocate_radii(&widths, 1_000_000, radius);
+                let covered: i32 = radii.iter().map(|r| r + 1).sum();
+                assert!(covered as u32 >= (radius + 1).min(widths.iter().sum::<u32>() + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_count_grows_with_the_store() {
+        let small = choose_chunks(256, 10_000, 31).unwrap().len();
+        let large = choose_chunks(256, 10_000_000, 31).unwrap().len();
+        assert!(small > large, "{small} chunks at 10k, {large} at 10M");
+        assert!(choose_chunks(256, 10_000_000, 31).unwrap().iter().all(|&w| w <= 24));
+    }
+}
