@@ -345,6 +345,7 @@ async fn loadtest_drives_every_kind_of_call_and_reports_json() {
     assert!(at("p99") <= at("p999") && at("p999") <= at("max"), "{latency}");
     assert!(report["calls_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(report["setup"]["mode"], "closed");
+    assert_eq!(report["late_starts"], 0, "closed-loop calls are never late");
 
     // Files that are not images: every call fails with the server's code, counted, not fatal,
     // until --max-error-rate turns the run into a failure (exit code 3).

@@ -33,6 +33,9 @@ use super::client::ServerArgs;
 /// (1 means it could not run at all).
 const TOO_MANY_ERRORS: u8 = 3;
 
+/// An open-loop call claimed this long after it was due found every worker busy.
+const LATE: Duration = Duration::from_millis(1);
+
 #[derive(Debug, clap::Args)]
 pub struct LoadtestArgs {
     #[command(flatten)]
@@ -310,6 +313,9 @@ async fn work(
     while !shared.interrupted.load(Ordering::Relaxed)
         && let Some(due) = schedule.claim()
     {
+        if due.elapsed() > LATE {
+            recorder.record_late_start();
+        }
         tokio::time::sleep_until(due.into()).await;
         let kind = shared.mix.pick(&mut rng);
         let outcome: Outcome = calls::call(kind, &shared.clients, &shared.workload, &mut rng).await;

@@ -142,12 +142,15 @@ fn per_second(count: u64, seconds: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     kinds: [KindStats; 3],
+    /// Open-loop calls claimed after they were due, because every worker was busy.
+    late_starts: u64,
 }
 
 impl Recorder {
     pub fn new() -> Result<Recorder, String> {
         Ok(Recorder {
             kinds: [KindStats::new()?, KindStats::new()?, KindStats::new()?],
+            late_starts: 0,
         })
     }
 
@@ -155,7 +158,12 @@ impl Recorder {
         self.kinds[kind.index()].record(latency, outcome);
     }
 
+    pub fn record_late_start(&mut self) {
+        self.late_starts += 1;
+    }
+
     pub fn merge(&mut self, other: &Recorder) -> Result<(), String> {
+        self.late_starts += other.late_starts;
         for (mine, theirs) in self.kinds.iter_mut().zip(&other.kinds) {
             mine.add(theirs)?;
         }
@@ -245,6 +253,9 @@ pub struct KindSummary {
 pub struct Report {
     pub setup: Setup,
     pub elapsed_s: f64,
+    /// Open-loop calls that started late because `concurrency` calls were already in flight;
+    /// their latency counts from when they were due. Always 0 in closed loop.
+    pub late_starts: u64,
     #[serde(flatten)]
     pub total: KindSummary,
     pub per_kind: BTreeMap<&'static str, KindSummary>,
@@ -259,6 +270,7 @@ impl Report {
         Ok(Report {
             setup,
             elapsed_s: elapsed.as_secs_f64(),
+            late_starts: recorder.late_starts,
             total: recorder.total()?.summary(elapsed),
             per_kind,
         })
@@ -339,6 +351,13 @@ impl Report {
             counts(&self.total.verdicts),
             self.total.matched
         ));
+        if self.late_starts > 0 {
+            text.push_str(&format!(
+                "behind schedule: {} calls started late, with {} already in flight \
+                 (latency counts from when they were due; raise --concurrency or lower --rate)\n",
+                self.late_starts, setup.concurrency
+            ));
+        }
         text
     }
 }
@@ -413,10 +432,13 @@ mod tests {
             Duration::from_millis(5),
             &Outcome::failed(tonic::Code::Unavailable),
         );
+        second.record_late_start();
         first.merge(&second).unwrap();
 
         let report = Report::new(setup(), &first, Duration::from_secs(2)).unwrap();
         assert_eq!(report.total.calls, 102);
+        assert_eq!(report.late_starts, 1);
+        assert!(report.to_text().contains("1 calls started late"));
         assert_eq!(report.total.ok, 101);
         assert_eq!(
             report.total.errors,
