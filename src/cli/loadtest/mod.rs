@@ -128,7 +128,7 @@ struct Live {
 }
 
 pub fn run(args: LoadtestArgs) -> CliResult {
-    let plan = plan(&args)?;
+    let plan = plan_run(&args)?;
     // Many calls in flight and request encoding want every core, unlike the other commands.
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,8 +137,26 @@ pub fn run(args: LoadtestArgs) -> CliResult {
         .block_on(drive(args, plan))
 }
 
-/// Checks every argument and reads the inputs, so mistakes show before any load is sent.
-fn plan(args: &LoadtestArgs) -> Result<Plan, String> {
+/// Checks every argument, then reads the inputs, so mistakes show before any load is sent.
+fn plan_run(args: &LoadtestArgs) -> Result<Plan, String> {
+    let pace = match args.rate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => Pace::Open { rate },
+        Some(rate) => return Err(format!("--rate must be a positive number of calls/s, got {rate}")),
+        None => Pace::Closed,
+    };
+    let stop = match (args.count, args.duration) {
+        (Some(count), _) => Stop::Count(count),
+        (None, Some(duration)) if duration.is_zero() => return Err("--duration must be positive".into()),
+        (None, duration) => Stop::After(duration.unwrap_or(Duration::from_secs(10))),
+    };
+    if args.timeout.is_zero() {
+        return Err("--timeout must be positive".into());
+    }
+    if let Some(limit) = args.max_error_rate
+        && !(0.0..=1.0).contains(&limit)
+    {
+        return Err(format!("--max-error-rate must be between 0 and 1, got {limit}"));
+    }
     let images = match &args.images {
         Some(dir) => plan::read_images(dir)?,
         None if args.mix.needs_images() => {
@@ -153,21 +171,6 @@ fn plan(args: &LoadtestArgs) -> Result<Plan, String> {
     let near_fraction = args
         .near_fraction
         .unwrap_or(if known.is_empty() { 0.0 } else { 0.5 });
-    let pace = match args.rate {
-        Some(rate) if rate.is_finite() && rate > 0.0 => Pace::Open { rate },
-        Some(rate) => return Err(format!("--rate must be a positive number of calls/s, got {rate}")),
-        None => Pace::Closed,
-    };
-    if let Some(limit) = args.max_error_rate
-        && !(0.0..=1.0).contains(&limit)
-    {
-        return Err(format!("--max-error-rate must be between 0 and 1, got {limit}"));
-    }
-    let stop = match (args.count, args.duration) {
-        (Some(count), _) => Stop::Count(count),
-        (None, Some(duration)) if duration.is_zero() => return Err("--duration must be positive".into()),
-        (None, duration) => Stop::After(duration.unwrap_or(Duration::from_secs(10))),
-    };
     let setup = Setup {
         server: args.server.server.clone(),
         mode: match pace {
