@@ -1,5 +1,5 @@
 //! The `hashsieve` binary as a user runs it: offline `hash`, and `bank`, `import`, `add`,
-//! `check`, `export`, `remove` against a real server.
+//! `check`, `export`, `remove` and `loadtest` against a real server.
 
 mod common;
 
@@ -264,4 +264,130 @@ fn client_commands_explain_an_unreachable_server() {
     let output = hashsieve(&["bank", "list", "--server", "http://127.0.0.1:9"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect"));
+}
+
+/// Runs `loadtest` and parses its JSON report, failing with its stderr when it printed none.
+async fn loadtest_json(url: &str, args: &[&str]) -> (Output, serde_json::Value) {
+    let mut all = vec!["loadtest", "--json", "--quiet"];
+    all.extend_from_slice(args);
+    let output = against(url, &all).await;
+    let text = stdout(&output);
+    let report = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_drives_every_kind_of_call_and_reports_json() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let created = against(&url, &["bank", "create", "TVEC", "--action", "block"]).await;
+    assert!(created.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("flagged.txt");
+    std::fs::write(&list, format!("{BRIDGE_PDQ}\n")).unwrap();
+    let list = list.to_str().unwrap();
+    let imported = against(&url, &["import", "--bank", "TVEC", list]).await;
+    assert!(stdout(&imported).contains("1 added"), "{}", stdout(&imported));
+
+    let images = path("pdq/bridge-mods");
+    let (output, report) = loadtest_json(
+        &url,
+        &[
+            "--count=200",
+            "--mix=hashes=3,image=1,stream=1",
+            "--images",
+            &images,
+            "--hashes",
+            list,
+            "--stream-items=2",
+            "--concurrency=4",
+            "--connections=2",
+        ],
+    )
+    .await;
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["calls"], 200, "{report}");
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    let kinds = &report["per_kind"];
+    let calls = |kind: &str| kinds[kind]["calls"].as_u64().unwrap();
+    assert_eq!(calls("hashes") + calls("image") + calls("stream"), 200);
+    assert!(
+        calls("hashes") > calls("image") && calls("image") > 0 && calls("stream") > 0,
+        "{report}"
+    );
+    // Every stream answers each of its items; hash calls check one hash each.
+    assert_eq!(kinds["stream"]["items"].as_u64().unwrap(), 2 * calls("stream"));
+    assert_eq!(kinds["stream"]["item_errors"], serde_json::json!({}));
+    assert_eq!(kinds["hashes"]["items"].as_u64().unwrap(), calls("hashes"));
+    // Half the hash queries are near-duplicates of the flagged hash (within PDQ's threshold):
+    // they match and block; the random half matches nothing.
+    let matched = kinds["hashes"]["matched"].as_u64().unwrap();
+    assert!(matched > 0 && matched < calls("hashes"), "{report}");
+    assert_eq!(
+        kinds["hashes"]["verdicts"]["VERDICT_BLOCK"].as_u64().unwrap(),
+        matched
+    );
+    // The edited copies of the flagged photo match too.
+    assert!(
+        kinds["image"]["verdicts"]["VERDICT_BLOCK"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let latency = &report["latency_us"];
+    let at = |p: &str| latency[p].as_u64().unwrap();
+    assert!(at("p50") > 0);
+    assert!(at("p50") <= at("p90") && at("p90") <= at("p99"), "{latency}");
+    assert!(at("p99") <= at("p999") && at("p999") <= at("max"), "{latency}");
+    assert!(report["calls_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["setup"]["mode"], "closed");
+    assert_eq!(report["late_starts"], 0, "closed-loop calls are never late");
+
+    // Files that are not images: every call fails with the server's code, counted, not fatal,
+    // until --max-error-rate turns the run into a failure (exit code 3).
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("not-an-image.jpg"), b"not an image").unwrap();
+    let (output, report) = loadtest_json(
+        &url,
+        &[
+            "--count=6",
+            "--mix=image=1",
+            "--images",
+            bad.to_str().unwrap(),
+            "--max-error-rate=0.5",
+            "--rate=200",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(3), "{report}");
+    assert_eq!(report["calls"], 6);
+    assert_eq!(report["errors"], serde_json::json!({"InvalidArgument": 6}));
+    assert_eq!(report["setup"]["mode"], "open");
+}
+
+#[test]
+fn loadtest_refuses_bad_arguments_before_sending_anything() {
+    let unreachable = hashsieve(&["loadtest", "--count=1", "--server", "http://127.0.0.1:9"]);
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot connect"));
+    for (args, reason) in [
+        (vec!["--mix=image=1"], "--images DIR is needed"),
+        (vec!["--mix=video=1"], "unknown call kind"),
+        (vec!["--near-fraction=0.5"], "needs --hashes"),
+        (vec!["--duration=3d"], "unknown time unit"),
+        (vec!["--rate=0"], "--rate must be a positive"),
+        (vec!["--duration=1s", "--count=5"], "cannot be used with"),
+    ] {
+        let mut all = vec!["loadtest", "--server", "http://127.0.0.1:9"];
+        all.extend(args.iter().copied());
+        let output = hashsieve(&all);
+        assert!(!output.status.success(), "{args:?}");
+        let errors = String::from_utf8_lossy(&output.stderr);
+        assert!(errors.contains(reason), "{args:?}: {errors}");
+    }
 }

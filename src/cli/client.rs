@@ -38,6 +38,16 @@ impl ServerArgs {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
+
+    /// `count` clients, each on its own HTTP/2 connection (a load test spreads its calls over
+    /// them; one connection would carry them all on one TCP stream).
+    pub async fn matchers(&self, count: usize) -> Result<Vec<MatcherClient<Channel>>, String> {
+        let mut clients = Vec::with_capacity(count);
+        for _ in 0..count {
+            clients.push(self.matcher().await?);
+        }
+        Ok(clients)
+    }
 }
 
 /// A server error as a person reads it: the status code and the server's message.

@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod entries;
 mod hash;
+mod loadtest;
 mod matches;
 mod serve;
 
@@ -42,6 +43,8 @@ enum Command {
     Export(entries::ExportArgs),
     /// Show recent matches, newest first.
     Matches(matches::MatchesArgs),
+    /// Drive a running server with check calls and report throughput and latency.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 /// Runs a parsed command line; errors are printed here, once.
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Hash(args) => hash::run(args),
+        Command::Loadtest(args) => loadtest::run(args),
         command => with_runtime(async move {
             match command {
                 Command::Check(args) => check::run(args).await,
@@ -58,7 +62,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Remove(args) => entries::remove(args).await,
                 Command::Export(args) => entries::export(args).await,
                 Command::Matches(args) => matches::run(args).await,
-                Command::Serve(_) | Command::Hash(_) => Ok(ExitCode::SUCCESS),
+                Command::Serve(_) | Command::Hash(_) | Command::Loadtest(_) => Ok(ExitCode::SUCCESS),
             }
         }),
     };
