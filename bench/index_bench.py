@@ -324,6 +324,7 @@ def faiss_engine(out, bits, engine, budget):
 def recall(lims, true_ids, counts, ids, n):
     """Found true pairs / all true pairs over the queries answered; also wrong hits."""
     answered = len(counts)
+    lims, true_ids = lims.astype(np.int64), true_ids.astype(np.int64)
     true_pairs = np.repeat(np.arange(answered), np.diff(lims[:answered + 1])) * n \
         + true_ids[:lims[answered]]
     found = np.repeat(np.arange(answered), counts) * n + ids
