@@ -148,7 +148,7 @@ def main():
             ref[path] = reference(path, args.repeat)
         except Exception as error:  # a format Pillow or pdqhash refuses: left out of both
             print(f"{path}: reference skipped: {error}", file=sys.stderr)
-    report(f"1024x768 JPEG photos (quality 85, bench/data/hashing/)", photos, rust, ref)
+    report("1024x768 JPEG photos (quality 85, bench/data/hashing/)", photos, rust, ref)
     if extra:
         report("testdata images (mixed formats and sizes)", extra, rust, ref)
 

@@ -61,7 +61,10 @@ fn read_rows(path: &PathBuf, algorithm: Algorithm) -> Result<Vec<HashValue>, Str
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let width = algorithm.byte_len();
     if bytes.len() % width != 0 {
-        return Err(format!("{}: not a whole number of {width}-byte rows", path.display()));
+        return Err(format!(
+            "{}: not a whole number of {width}-byte rows",
+            path.display()
+        ));
     }
     bytes
         .chunks_exact(width)
@@ -130,7 +133,10 @@ fn main() -> Result<(), String> {
         index.search(query, args.radius, &mut hits);
         searching += call.elapsed();
         counts.push(hits.len() as u32);
-        found.extend(hits.iter().map(|hit| ids.get(&hit.hash).copied().unwrap_or(u32::MAX)));
+        found.extend(
+            hits.iter()
+                .map(|hit| ids.get(&hit.hash).copied().unwrap_or(u32::MAX)),
+        );
         if start.elapsed() > budget {
             break;
         }
