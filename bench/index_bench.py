@@ -415,9 +415,9 @@ def main():
                        help="seconds of queries per engine; slower engines answer a prefix")
         if name == "run":
             p.add_argument("--n", type=int, nargs="+", default=[1_000_000])
-            p.add_argument("--engines", default="faiss-hma-mih,faiss-flat,linear",
+            p.add_argument("--engines", default="faiss-hma-mih,faiss-flat,linear,mih",
                            help="comma-separated: faiss-hma-mih, faiss-flat, and the Rust "
-                                "example's engines (linear; mih once it lands)")
+                                "example's engines (linear, mih)")
             p.add_argument("--rust-bin", default=os.path.join(
                 os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")),
                 "release", "examples", "index_bench"))

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hashsieve::bank::BankId;
 use hashsieve::hash::{Algorithm, HashValue};
-use hashsieve::index::{HashIndex, LinearIndex};
+use hashsieve::index::{HashIndex, LinearIndex, MihConfig, MihIndex};
 
 #[derive(Parser)]
 struct Args {
@@ -46,13 +46,15 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// The engines this example can build. Adding the multi-index engine is the one commented line.
-fn new_engine(name: &str, algorithm: Algorithm) -> Option<Box<dyn HashIndex>> {
+/// The engines this example can build: the plain scan, and the multi-index engine the
+/// service uses, tuned for the radius searched.
+fn new_engine(name: &str, algorithm: Algorithm, radius: u32) -> Option<Box<dyn HashIndex>> {
+    let config = MihConfig::for_radius(radius);
     match (name, algorithm.byte_len()) {
         ("linear", 32) => Some(Box::new(LinearIndex::<4>::new(algorithm))),
         ("linear", 8) => Some(Box::new(LinearIndex::<1>::new(algorithm))),
-        // ("mih", 32) => Some(Box::new(hashsieve::index::MihIndex::<4>::new(algorithm))),
-        // ("mih", 8) => Some(Box::new(hashsieve::index::MihIndex::<1>::new(algorithm))),
+        ("mih", 32) => Some(Box::new(MihIndex::<4>::new(algorithm, config))),
+        ("mih", 8) => Some(Box::new(MihIndex::<1>::new(algorithm, config))),
         _ => None,
     }
 }
@@ -93,7 +95,7 @@ fn main() -> Result<(), String> {
         64 => Algorithm::PHash,
         other => return Err(format!("--bits must be 256 or 64, not {other}")),
     };
-    let index = new_engine(&args.engine, algorithm)
+    let index = new_engine(&args.engine, algorithm, args.radius)
         .ok_or_else(|| format!("unknown engine {:?} for {} bits", args.engine, args.bits))?;
     let stored = read_rows(&args.data, algorithm)?;
     let queries = read_rows(&args.queries, algorithm)?;
@@ -111,8 +113,9 @@ fn main() -> Result<(), String> {
     let (rss_before, _) = rss_bytes();
     let start = Instant::now();
     for batch in pairs.chunks(65_536) {
-        index.insert_many(batch);
+        index.load_distinct(batch);
     }
+    index.settle();
     let build = start.elapsed();
     let (rss_after, _) = rss_bytes();
     drop(pairs);

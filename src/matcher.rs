@@ -31,6 +31,8 @@ pub struct MatcherConfig {
     pub min_add_quality: u8,
     /// Most matches listed in one response (the verdict always weighs them all).
     pub max_matches: usize,
+    /// The store's page cache, in bytes.
+    pub store_cache_bytes: usize,
 }
 
 impl MatcherConfig {
@@ -40,6 +42,7 @@ impl MatcherConfig {
             decode_limits: DecodeLimits::default(),
             min_add_quality: 50,
             max_matches: 1000,
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -154,7 +157,7 @@ pub struct Matcher {
 impl Matcher {
     /// Opens the store and rebuilds the index from it.
     pub fn open(config: MatcherConfig) -> Result<Matcher, Error> {
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with_cache(&config.data_dir, config.store_cache_bytes)?;
         let banks = store.load_banks()?;
         let entry_counts = DashMap::new();
         for (bank, count) in &banks {
@@ -567,7 +570,9 @@ impl Matcher {
             stats.last_match_ms = Some(now);
             matched.push(bank.name.as_str());
         }
-        tracing::info!(matches = matches.len(), ?verdict, banks = ?matched, "check matched");
+        // Debug, not info: a busy platform matches many times a second, and the recent-match
+        // list and per-bank counters already record it.
+        tracing::debug!(matches = matches.len(), ?verdict, banks = ?matched, "check matched");
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         for found in matches.iter().take(RECENT_MATCHES) {
             if recent.len() == RECENT_MATCHES {

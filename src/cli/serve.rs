@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Largest accepted image, in pixels (width × height), checked before decoding.
     #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_pixels)]
     max_image_pixels: u64,
+    /// The store's page cache, in MiB: more speeds bulk loads into a large store.
+    #[arg(long, default_value_t = MatcherConfig::new(".").store_cache_bytes >> 20)]
+    store_cache_mb: usize,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
     #[arg(long, default_value_t = 50)]
     min_add_quality: u8,
@@ -38,6 +41,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     config.decode_limits.max_input_bytes = args.max_image_bytes;
     config.decode_limits.max_pixels = args.max_image_pixels;
     config.min_add_quality = args.min_add_quality;
+    config.store_cache_bytes = args.store_cache_mb << 20;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
