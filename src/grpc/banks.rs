@@ -12,7 +12,7 @@ use crate::matcher::{AddOutcome, ImageEntry, RECENT_MATCHES, now_ms};
 use crate::proto as pb;
 
 /// Entries committed per store transaction during a bulk load.
-const LOAD_BATCH: usize = 10_000;
+const LOAD_BATCH: usize = 100_000;
 /// Rejections listed in an `AddEntries` response; the count covers them all.
 const MAX_LISTED_REJECTIONS: usize = 100;
 /// Entries per exported message.
@@ -28,17 +28,34 @@ impl BanksService {
     }
 
     /// Commits one batch of a bulk load; only the last commit of a load is fsynced.
-    async fn load(
+    /// Starts committing a batch at once, so the next batch can be received meanwhile.
+    fn start_load(
         &self,
         bank: &BankName,
         entries: Vec<NewEntry>,
         durable: bool,
-    ) -> Result<AddOutcome, Status> {
+    ) -> tokio::task::JoinHandle<Result<AddOutcome, Status>> {
         let bank = bank.clone();
-        self.core
-            .run(move |matcher| matcher.add_entries(&bank, &entries, durable))
-            .await
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            core.run(move |matcher| matcher.add_entries(&bank, &entries, durable))
+                .await
+        })
     }
+}
+
+/// Adds a finished batch's counts to the response.
+async fn absorb(
+    response: &mut pb::AddEntriesResponse,
+    load: tokio::task::JoinHandle<Result<AddOutcome, Status>>,
+) -> Result<(), Status> {
+    let outcome = load.await.map_err(|join_error| {
+        tracing::error!(error = %join_error, "load task failed");
+        Status::internal("internal error")
+    })??;
+    response.added += outcome.added;
+    response.updated += outcome.updated;
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -108,6 +125,8 @@ impl pb::banks_server::Banks for BanksService {
         let mut bank: Option<BankName> = None;
         let mut response = pb::AddEntriesResponse::default();
         let mut batch: Vec<NewEntry> = Vec::new();
+        // At most one batch commits while the next is received; batches commit in order.
+        let mut committing: Option<tokio::task::JoinHandle<Result<AddOutcome, Status>>> = None;
         let mut position: u64 = 0;
         while let Some(message) = stream.message().await? {
             if !message.bank.is_empty() {
@@ -146,18 +165,20 @@ impl pb::banks_server::Banks for BanksService {
                 position += 1;
             }
             if batch.len() >= LOAD_BATCH {
-                let outcome = self.load(current, std::mem::take(&mut batch), false).await?;
-                response.added += outcome.added;
-                response.updated += outcome.updated;
+                if let Some(previous) = committing.take() {
+                    absorb(&mut response, previous).await?;
+                }
+                committing = Some(self.start_load(current, std::mem::take(&mut batch), false));
             }
+        }
+        if let Some(previous) = committing.take() {
+            absorb(&mut response, previous).await?;
         }
         let Some(current) = &bank else {
             return Err(Status::invalid_argument("the stream named no bank"));
         };
         // The last commit is durable, and makes every earlier batch durable with it.
-        let outcome = self.load(current, batch, true).await?;
-        response.added += outcome.added;
-        response.updated += outcome.updated;
+        absorb(&mut response, self.start_load(current, batch, true)).await?;
         tracing::info!(
             bank = %current,
             added = response.added,
