@@ -316,7 +316,8 @@ async fn work(
     while !shared.interrupted.load(Ordering::Relaxed)
         && let Some(due) = schedule.claim()
     {
-        if due.elapsed() > LATE {
+        // Only an open-loop call can start late: a closed-loop one is due when claimed.
+        if schedule.is_open_loop() && due.elapsed() > LATE {
             recorder.record_late_start();
         }
         tokio::time::sleep_until(due.into()).await;

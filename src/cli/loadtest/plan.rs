@@ -184,6 +184,11 @@ impl Schedule {
         self.start
     }
 
+    /// Whether calls are due on a rate's grid (open loop) rather than at once.
+    pub fn is_open_loop(&self) -> bool {
+        matches!(self.pace, Pace::Open { .. })
+    }
+
     /// Claims the next call and returns when it is due, or `None` once the phase is over.
     /// Closed-loop calls are due at once; open-loop ones on the rate's grid, possibly in the
     /// past when every worker was busy (the wait then counts as latency).
