@@ -275,15 +275,38 @@ fn blur_and_decimate(source: RowSource<'_>, width: usize, height: usize) -> Bloc
     for pass in 0..BOX_FILTER_PASSES {
         let row_source = if pass == 0 { Some(source) } else { None };
         box_along_rows(row_source, &mut image, width, row_window, &mut scratch);
-        box_filter_in_place(
-            &mut image,
-            width,
-            column_window,
-            &mut scratch.sums,
-            &mut scratch.column_ring,
-        );
+        if pass + 1 < BOX_FILTER_PASSES {
+            box_filter_in_place(
+                &mut image,
+                width,
+                column_window,
+                &mut scratch.sums,
+                &mut scratch.column_ring,
+            );
+        }
     }
-    decimate(&image, width, height)
+    // The last column pass feeds only the 64 sampled columns: filter just those. Each column is
+    // an independent running sum, so the result is the same to the bit.
+    let columns: Vec<usize> = (0..PDQ_DOWNSAMPLED_SIDE)
+        .map(|j| sample_index(j, width))
+        .collect();
+    let mut sampled = vec![0.0f32; height * PDQ_DOWNSAMPLED_SIDE];
+    for (out, row) in sampled
+        .chunks_exact_mut(PDQ_DOWNSAMPLED_SIDE)
+        .zip(image.chunks_exact(width))
+    {
+        for (y, &column) in out.iter_mut().zip(&columns) {
+            *y = row.get(column).copied().unwrap_or(0.0);
+        }
+    }
+    box_filter_in_place(
+        &mut sampled,
+        PDQ_DOWNSAMPLED_SIDE,
+        column_window,
+        &mut scratch.sums,
+        &mut scratch.column_ring,
+    );
+    decimate(&sampled, height)
 }
 
 /// Everything the blur needs besides the image, allocated once per hash.
@@ -303,8 +326,9 @@ impl BlurScratch {
             row: vec![0.0; width],
             strip: vec![0.0; width * ROW_STRIP],
             strip_ring: vec![0.0; (row_window + 1) * ROW_STRIP],
-            column_ring: vec![0.0; (column_window + 1) * width],
-            sums: vec![0.0; width.max(ROW_STRIP)],
+            // Column passes run over `width` lanes, and the last over the 64 sampled columns.
+            column_ring: vec![0.0; (column_window + 1) * width.max(PDQ_DOWNSAMPLED_SIDE)],
+            sums: vec![0.0; width.max(ROW_STRIP).max(PDQ_DOWNSAMPLED_SIDE)],
         }
     }
 }
@@ -448,30 +472,27 @@ fn box_along_rows(
     }
 }
 
-/// Samples the blurred image at the centres of a 64×64 grid, indices computed in float64 and
-/// truncated as the reference does.
-fn decimate(image: &[f32], width: usize, height: usize) -> Block64 {
+/// The centre of output cell `out` of 64 along an axis of `len` pixels, computed in float64
+/// and truncated as the reference does.
+fn sample_index(out: usize, len: usize) -> usize {
+    let index = ((out as f64 + 0.5) * len as f64 / PDQ_DOWNSAMPLED_SIDE as f64) as usize;
+    // Cannot trigger: 63.5·len/64 < len exactly in float64 for any realistic len.
+    index.min(len.saturating_sub(1))
+}
+
+/// Samples the blurred, already column-sampled image (64 interleaved columns of `height`) at
+/// the rows of the 64×64 grid.
+fn decimate(columns: &[f32], height: usize) -> Block64 {
     let mut block = [[0.0f32; PDQ_DOWNSAMPLED_SIDE]; PDQ_DOWNSAMPLED_SIDE];
-    let centre = |out: usize, len: usize| -> usize {
-        let index = ((out as f64 + 0.5) * len as f64 / PDQ_DOWNSAMPLED_SIDE as f64) as usize;
-        // Cannot trigger: 63.5·len/64 < len exactly in float64 for any realistic len.
-        index.min(len.saturating_sub(1))
-    };
     for (i, out_row) in block.iter_mut().enumerate() {
-        let row_start = centre(i, height) * width;
-        let Some(row) = image.get(row_start..row_start + width) else {
-            continue;
-        };
-        for (j, y) in out_row.iter_mut().enumerate() {
-            *y = row.get(centre(j, width)).copied().unwrap_or(0.0);
+        let start = sample_index(i, height) * PDQ_DOWNSAMPLED_SIDE;
+        if let Some(row) = columns.get(start..start + PDQ_DOWNSAMPLED_SIDE) {
+            out_row.copy_from_slice(row);
         }
     }
     block
 }
 
-/// The reference's heuristic: count significant gradients between 4-neighbours of the 64×64
-/// block, each quantised to `trunc((u − v)·100/255)` in float32, scaled by 1/90 and capped at
-/// 100.
 fn quality_metric(block: &Block64) -> u8 {
     let step = |u: f32, v: f32| -> i64 { i64::from((((u - v) * 100.0) / 255.0) as i32).abs() };
     let mut gradient_sum: i64 = 0;
