@@ -173,25 +173,11 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     }
 
     fn to_code(&self, hash: &HashValue) -> Option<[u64; WORDS]> {
-        if hash.algorithm() != self.algorithm {
-            return None;
-        }
-        let mut code = [0u64; WORDS];
-        for (word, bytes) in code.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(bytes);
-            *word = u64::from_be_bytes(be);
-        }
-        Some(code)
+        super::to_code(self.algorithm, hash)
     }
 
     fn to_hash(&self, code: &[u64; WORDS]) -> HashValue {
-        let mut bytes = [0u8; 32];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(code) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        // Cannot fail: WORDS * 8 is the algorithm's length, checked in `new`.
-        HashValue::from_bytes(self.algorithm, &bytes[..WORDS * 8]).unwrap_or_else(|_| unreachable!())
+        super::to_hash(self.algorithm, code)
     }
 
     /// A panic while holding the lock cannot leave the state inexact (a rebuild swaps in

@@ -63,6 +63,32 @@ pub trait HashIndex: Send + Sync {
     }
 }
 
+/// `hash` as `WORDS` big-endian 64-bit words, or `None` if it is not of `algorithm`: the form
+/// the perceptual engines store and compare.
+fn to_code<const WORDS: usize>(algorithm: Algorithm, hash: &HashValue) -> Option<[u64; WORDS]> {
+    if hash.algorithm() != algorithm {
+        return None;
+    }
+    let mut code = [0u64; WORDS];
+    for (word, bytes) in code.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+        let mut be = [0u8; 8];
+        be.copy_from_slice(bytes);
+        *word = u64::from_be_bytes(be);
+    }
+    Some(code)
+}
+
+/// The hash of `algorithm` that [`to_code`] turned into `code`.
+fn to_hash<const WORDS: usize>(algorithm: Algorithm, code: &[u64; WORDS]) -> HashValue {
+    debug_assert_eq!(algorithm.byte_len(), WORDS * 8);
+    let mut bytes = [0u8; 32];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(code) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    // Cannot fail: the engines are built with WORDS * 8 equal to the algorithm's length.
+    HashValue::from_bytes(algorithm, &bytes[..WORDS * 8]).unwrap_or_else(|_| unreachable!())
+}
+
 /// One index per algorithm.
 pub struct IndexSet {
     pdq: MihIndex<4>,
