@@ -90,8 +90,9 @@ pub struct Store {
 }
 
 /// The page cache of [`Store::open`]: redb's own default (1 GiB) would double the resident
-/// memory of a server whose index already holds what checks need.
-pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+/// memory of a server whose index already holds what checks need. Measured at 10M entries,
+/// 64 MiB imported as fast as 128 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its schema and hasher configuration.
