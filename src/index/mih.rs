@@ -164,14 +164,6 @@ impl<const WORDS: usize> MihIndex<WORDS> {
         state.tail_mapped = false;
     }
 
-    /// The number of chunks of the current tables, 0 when the index only scans.
-    pub fn chunk_count(&self) -> usize {
-        self.read()
-            .tables
-            .as_ref()
-            .map_or(0, |tables| tables.chunks.len())
-    }
-
     fn to_code(&self, hash: &HashValue) -> Option<[u64; WORDS]> {
         super::to_code(self.algorithm, hash)
     }
@@ -194,23 +186,22 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     /// caller holds `writer`, so the codes cannot change while the tables are built from them
     /// under the read lock.
     fn rebuild(&self) {
-        {
+        let compact = {
             let state = self.read();
-            if state.codes.len() - state.live <= state.live {
-                let tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
-                drop(state);
-                let mut state = self.write();
-                state.indexed = state.codes.len();
-                state.tables = tables;
-                state.clear_tail();
-                return;
-            }
+            state.codes.len() - state.live > state.live
+        };
+        if compact {
+            let mut state = self.write();
+            state.compact();
+            let tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
+            state.install(tables);
+        } else {
+            let tables = {
+                let state = self.read();
+                Tables::build(&state.codes, &state.banks, state.live, &self.config)
+            };
+            self.write().install(tables);
         }
-        let mut state = self.write();
-        state.compact();
-        state.tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
-        state.indexed = state.codes.len();
-        state.clear_tail();
     }
 
     /// Rebuilds if the tail has outgrown its bound.
@@ -240,7 +231,10 @@ impl<const WORDS: usize> MihIndex<WORDS> {
 }
 
 impl<const WORDS: usize> State<WORDS> {
-    fn clear_tail(&mut self) {
+    /// Makes `tables`, built over every slot, the index's tables, leaving the tail empty.
+    fn install(&mut self, tables: Option<Tables>) {
+        self.tables = tables;
+        self.indexed = self.codes.len();
         self.tail = HashMap::new();
         self.tail_mapped = true;
     }
@@ -291,7 +285,8 @@ impl<const WORDS: usize> State<WORDS> {
         self.live -= 1;
     }
 
-    /// Moves live slots down over dead ones. The tables must be rebuilt afterwards.
+    /// Moves live slots down over dead ones. Slot numbers change, so new tables must be
+    /// installed afterwards.
     fn compact(&mut self) {
         let mut kept = 0;
         for slot in 0..self.codes.len() {
@@ -305,9 +300,6 @@ impl<const WORDS: usize> State<WORDS> {
         self.banks.truncate(kept);
         self.codes.shrink_to_fit();
         self.banks.shrink_to_fit();
-        self.tables = None;
-        self.indexed = 0;
-        self.clear_tail();
     }
 
     /// Calls `emit(distance, slot)` for every live slot in `slots` within `radius` of `query`.
