@@ -324,16 +324,6 @@ impl Matcher {
         })
     }
 
-    /// Makes earlier non-durable adds durable.
-    pub fn sync(&self) -> Result<(), Error> {
-        let _writes = self.lock_writes();
-        self.store.sync()?;
-        for algorithm in Algorithm::ALL {
-            self.index.get(algorithm).settle();
-        }
-        Ok(())
-    }
-
     /// Hashes an image and adds its hashes to a bank.
     pub fn add_image(
         &self,

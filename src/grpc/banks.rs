@@ -27,8 +27,8 @@ impl BanksService {
         BanksService { core }
     }
 
-    /// Commits one batch of a bulk load; only the last commit of a load is fsynced.
-    /// Starts committing a batch at once, so the next batch can be received meanwhile.
+    /// Starts committing one batch of a bulk load at once, so the next batch can be received
+    /// meanwhile; only the last commit of a load is fsynced.
     fn start_load(
         &self,
         bank: &BankName,
