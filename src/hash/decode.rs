@@ -181,6 +181,21 @@ impl DecodeError {
 /// header declared, which the header check alone cannot see.
 const DECODER_HEADROOM_BYTES: u64 = 64 << 20;
 
+/// Refuses empty input and input over the byte limit: the checks every image takes, even one
+/// only digested and never decoded.
+pub fn check_input(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() > limits.max_input_bytes {
+        return Err(DecodeError::InputTooLarge {
+            size: bytes.len(),
+            limit: limits.max_input_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// Decodes `bytes` into packed 8-bit RGB, refusing input that breaks `limits`.
 ///
 /// Order of checks: length, format (magic bytes), header dimensions (for GIF also the first
@@ -206,15 +221,7 @@ const DECODER_HEADROOM_BYTES: u64 = 64 << 20;
 /// Any [`DecodeError`]: the input is empty, too large, of an unknown or unsupported format,
 /// declares too many pixels or too long a side, or is truncated or corrupt.
 pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    if bytes.len() > limits.max_input_bytes {
-        return Err(DecodeError::InputTooLarge {
-            size: bytes.len(),
-            limit: limits.max_input_bytes,
-        });
-    }
+    check_input(bytes, limits)?;
     let format = sniff_format(bytes)?;
 
     // A GIF's logical screen can be small while its first frame declares 65535 × 65535, and

@@ -309,15 +309,7 @@ pub fn hash_image(
     algorithms.sort();
     algorithms.dedup();
     // Checked here, not only in the decoder, because MD5/SHA-256 alone never decode.
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    if bytes.len() > limits.max_input_bytes {
-        return Err(DecodeError::InputTooLarge {
-            size: bytes.len(),
-            limit: limits.max_input_bytes,
-        });
-    }
+    decode::check_input(bytes, limits)?;
     let decoded = if algorithms.iter().any(|a| a.needs_pixels()) {
         Some(decode_image(bytes, limits)?)
     } else {
