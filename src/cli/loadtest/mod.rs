@@ -320,7 +320,11 @@ async fn work(
         if schedule.is_open_loop() && due.elapsed() > LATE {
             recorder.record_late_start();
         }
-        tokio::time::sleep_until(due.into()).await;
+        // Only when the call is due later: tokio's timer rounds a deadline up to its next
+        // millisecond tick, so sleeping until a moment already past still waits up to 1 ms.
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let kind = shared.mix.pick(&mut rng);
         let outcome: Outcome = calls::call(kind, &shared.clients, &shared.workload, &mut rng).await;
         let latency = due.elapsed();
