@@ -11,6 +11,9 @@
 //!
 //! Memory is flat: codes in one vector, and per table a bucket-offset array and one `u32` per
 //! code (its slot, with the key's low bits packed beside it so the offsets array stays small).
+//! A probe visits each bucket within the chunk's radius once and keeps the entries whose low
+//! bits are within what the radius leaves, so keys sharing a bucket cost one visit. The large
+//! arrays ask for huge pages (`index::huge_pages`).
 //! New codes go to a short tail that searches scan linearly; when the tail grows, the tables
 //! are rebuilt by counting sort while searches carry on under the read lock. Removals mark a
 //! slot dead at once; dead slots are dropped when they make up half the vector.
@@ -18,15 +21,19 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{HashIndex, IndexHit};
+use super::{HashIndex, IndexHit, huge_pages};
 use crate::bank::BankId;
 use crate::hash::{Algorithm, HashValue};
 
-/// Relative costs of the cost model: a probe is a bucket lookup (offsets, often cached, then
-/// the bucket's entries), a candidate a cache miss for its code and its distance. Measured, the
-/// two cost about the same.
-const PROBE_COST: f64 = 1.0;
+/// Relative costs of the cost model: visiting a bucket (its offsets, then its first entries:
+/// two cache misses), testing one of its entries (sequential, a few instructions), and checking
+/// a candidate (a cache miss for its code, and its distance).
+const BUCKET_COST: f64 = 1.0;
+const ENTRY_COST: f64 = 0.1;
 const CANDIDATE_COST: f64 = 1.0;
+/// Entries per bucket the tables aim for: the key bits past the bucket number ride in the
+/// entry, so the offsets arrays stay small while a bucket is about one cache line.
+const ENTRIES_PER_BUCKET: usize = 8;
 /// The most chunks a split may have; 64 one-bit chunks of a 64-bit code at most, and far
 /// fewer for PDQ.
 const MAX_CHUNKS: usize = 64;
@@ -87,7 +94,8 @@ struct Tables {
     chunks: Vec<Chunk>,
     /// Probe plans by radius, made on first use.
     plans: Vec<OnceLock<Option<Plan>>>,
-    indexed: usize,
+    /// Live codes in the tables.
+    live: usize,
     /// What scanning the indexed codes costs in the cost model's units.
     scan_cost: f64,
 }
@@ -104,12 +112,21 @@ struct Chunk {
     entries: Vec<u32>,
 }
 
-/// How to probe for one radius: per chunk, the XOR masks of every key within its radius.
+/// How to probe for one radius.
 struct Plan {
     /// Per chunk, `None` when the chunk is not probed (its radius is -1).
-    masks: Vec<Option<Vec<u32>>>,
-    /// Per chunk, the radius it is probed with (meaningless where `masks` is `None`).
-    radii: Vec<u32>,
+    chunks: Vec<Option<ChunkPlan>>,
+}
+
+/// How to probe one chunk within `radius`: every bucket whose number is within `radius` bits
+/// of the query's, each visited once, with how many more bits the key's low bits (kept in the
+/// entries) may differ by. Keys within the radius that share a bucket are found in one pass
+/// over it, rather than once per key.
+struct ChunkPlan {
+    radius: u32,
+    /// (XOR mask of the bucket number, remaining radius for the low key bits), fewest bits
+    /// first.
+    buckets: Vec<(u32, u32)>,
 }
 
 impl<const WORDS: usize> MihIndex<WORDS> {
@@ -152,6 +169,7 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     pub fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state = self.write();
+        state.reserve(pairs.len());
         for (hash, bank) in pairs {
             if let Some(code) = self.to_code(hash)
                 && bank.0 != DEAD
@@ -265,10 +283,22 @@ impl<const WORDS: usize> State<WORDS> {
         }
     }
 
+    /// Makes room for `additional` more slots, in memory backed by huge pages.
+    fn reserve(&mut self, additional: usize) {
+        let capacity = self.codes.capacity();
+        self.codes.reserve(additional);
+        self.banks.reserve(additional);
+        if self.codes.capacity() != capacity {
+            huge_pages::advise(&self.codes);
+            huge_pages::advise(&self.banks);
+        }
+    }
+
     fn insert(&mut self, code: [u64; WORDS], bank: u32) -> bool {
         if self.find(&code, bank).is_some() {
             return false;
         }
+        self.reserve(1);
         self.tail.insert((code, bank), self.codes.len() as u32);
         self.codes.push(code);
         self.banks.push(bank);
@@ -300,6 +330,8 @@ impl<const WORDS: usize> State<WORDS> {
         self.banks.truncate(kept);
         self.codes.shrink_to_fit();
         self.banks.shrink_to_fit();
+        huge_pages::advise(&self.codes);
+        huge_pages::advise(&self.banks);
     }
 
     /// Calls `emit(distance, slot)` for every live slot in `slots` within `radius` of `query`.
@@ -337,51 +369,61 @@ impl<const WORDS: usize> State<WORDS> {
         // A code is reported only by the first probed chunk within that chunk's radius of the
         // query: this one, if no earlier probed chunk is.
         let found_earlier = |code: &[u64; WORDS], index: usize| {
-            tables.chunks[..index].iter().enumerate().any(|(earlier, chunk)| {
-                plan.masks[earlier].is_some()
-                    && (extract(code, chunk.start, chunk.bits) ^ query_keys[earlier]).count_ones()
-                        <= plan.radii[earlier]
-            })
+            tables.chunks[..index].iter().zip(&plan.chunks).enumerate().any(
+                |(earlier, (chunk, chunk_plan))| {
+                    chunk_plan.as_ref().is_some_and(|chunk_plan| {
+                        (extract(code, chunk.start, chunk.bits) ^ query_keys[earlier]).count_ones()
+                            <= chunk_plan.radius
+                    })
+                },
+            )
         };
         // Three passes rather than one nested loop, so that each pass's loads are independent
-        // and the cache misses (offsets, then entries, then codes) overlap, helped by prefetch.
+        // and its cache misses (offsets, then entries, then codes) overlap: each pass
+        // prefetches what the item PREFETCH_DISTANCE ahead will read.
         PROBE_SCRATCH.with_borrow_mut(|scratch| {
             scratch.ranges.clear();
             scratch.candidates.clear();
-            for (index, chunk) in tables.chunks.iter().enumerate() {
-                let Some(masks) = &plan.masks[index] else {
+            for (index, (chunk, chunk_plan)) in tables.chunks.iter().zip(&plan.chunks).enumerate() {
+                let Some(chunk_plan) = chunk_plan else {
                     continue;
                 };
-                let key = query_keys[index];
-                for (position, mask) in masks.iter().enumerate() {
-                    if let Some(ahead) = masks.get(position + PREFETCH_DISTANCE) {
-                        prefetch(&chunk.offsets[chunk.bucket_of(key ^ ahead)]);
+                let bucket = chunk.bucket_of(query_keys[index]);
+                let buckets = &chunk_plan.buckets;
+                for (position, &(mask, low_radius)) in buckets.iter().enumerate() {
+                    if let Some((ahead, _)) = buckets.get(position + PREFETCH_DISTANCE) {
+                        prefetch(&chunk.offsets[bucket ^ *ahead as usize]);
                     }
-                    let bucket = chunk.bucket_of(key ^ mask);
-                    let (start, end) = (chunk.offsets[bucket], chunk.offsets[bucket + 1]);
+                    let probed = bucket ^ mask as usize;
+                    let (start, end) = (chunk.offsets[probed], chunk.offsets[probed + 1]);
                     if start < end {
-                        prefetch(&chunk.entries[start as usize]);
                         scratch.ranges.push(Probe {
                             chunk: index as u32,
                             start,
                             end,
-                            low: (key ^ mask) & chunk.low_mask(),
+                            low_radius,
                         });
                     }
                 }
             }
-            for probe in &scratch.ranges {
+            for (position, probe) in scratch.ranges.iter().enumerate() {
+                if let Some(ahead) = scratch.ranges.get(position + PREFETCH_DISTANCE) {
+                    prefetch(&tables.chunks[ahead.chunk as usize].entries[ahead.start as usize]);
+                }
                 let chunk = &tables.chunks[probe.chunk as usize];
                 let low_mask = chunk.low_mask();
+                let query_low = query_keys[probe.chunk as usize] & low_mask;
                 for &entry in &chunk.entries[probe.start as usize..probe.end as usize] {
-                    if entry & low_mask == probe.low {
+                    if ((entry ^ query_low) & low_mask).count_ones() <= probe.low_radius {
                         let slot = entry >> chunk.low_bits;
-                        prefetch(&self.codes[slot as usize]);
                         scratch.candidates.push((slot, probe.chunk));
                     }
                 }
             }
-            for &(slot, index) in &scratch.candidates {
+            for (position, &(slot, index)) in scratch.candidates.iter().enumerate() {
+                if let Some((ahead, _)) = scratch.candidates.get(position + PREFETCH_DISTANCE) {
+                    prefetch(&self.codes[*ahead as usize]);
+                }
                 let slot = slot as usize;
                 let code = &self.codes[slot];
                 let distance = distance(code, query);
@@ -394,15 +436,18 @@ impl<const WORDS: usize> State<WORDS> {
     }
 }
 
-/// How far ahead of its use a bucket's offsets are prefetched.
+/// How many items ahead each pass prefetches what a later item will read (a bucket's offsets,
+/// its entries, a candidate's code). Longer distances measured slower: more loads in flight
+/// than the core tracks.
 const PREFETCH_DISTANCE: usize = 16;
 
-/// A non-empty bucket to read: entries `start..end` of a chunk, filtered by low key bits.
+/// A non-empty bucket to read: entries `start..end` of a chunk, of which those whose low key
+/// bits are within `low_radius` of the query's are candidates.
 struct Probe {
     chunk: u32,
     start: u32,
     end: u32,
-    low: u32,
+    low_radius: u32,
 }
 
 /// Per-thread buffers of a search, kept so that a search allocates nothing.
@@ -454,15 +499,11 @@ impl Tables {
         }
         let bits = (WORDS * 64) as u32;
         let chunk_bits = choose_chunks(bits, live, config.design_radius)?;
-        let slot_bits = usize::BITS - codes.len().leading_zeros();
-        // Buckets for four to eight entries each, the rest of the key riding in the entry: the
-        // offsets stay small, and one bucket is about one cache line.
-        let bucket_bits_wanted = (usize::BITS - (live / 8).max(1).leading_zeros()).max(1);
         let mut start = 0;
         let layouts: Vec<(u32, u32, u32)> = chunk_bits
             .iter()
             .map(|&chunk| {
-                let low_bits = chunk.saturating_sub(bucket_bits_wanted).min(32 - slot_bits);
+                let low_bits = low_bits(chunk, live, codes.len());
                 let layout = (start, chunk, low_bits);
                 start += chunk;
                 layout
@@ -498,7 +539,7 @@ impl Tables {
         Some(Tables {
             chunks,
             plans: (0..=bits).map(|_| OnceLock::new()).collect(),
-            indexed: codes.len(),
+            live,
             scan_cost: codes.len() as f64 * config.scan_cost_per_word * WORDS as f64,
         })
     }
@@ -507,20 +548,31 @@ impl Tables {
     fn plan(&self, radius: u32) -> Option<&Plan> {
         let cell = self.plans.get(radius as usize)?;
         cell.get_or_init(|| {
-            let bits: Vec<u32> = self.chunks.iter().map(|chunk| chunk.bits).collect();
-            let (radii, cost) = allocate_radii(&bits, self.indexed, radius);
+            let widths: Vec<Width> = self
+                .chunks
+                .iter()
+                .map(|chunk| Width {
+                    bits: chunk.bits,
+                    bucket_bits: chunk.bits - chunk.low_bits,
+                })
+                .collect();
+            let (radii, cost) = allocate_radii(&widths, self.live, radius);
             if cost > self.scan_cost {
                 return None;
             }
-            let masks = bits
+            let chunks = widths
                 .iter()
                 .zip(&radii)
-                .map(|(&bits, &radius)| (radius >= 0).then(|| masks_within(bits, radius as u32)))
+                .map(|(width, &radius)| {
+                    let radius = u32::try_from(radius).ok()?;
+                    let buckets = masks_within(width.bucket_bits, radius)
+                        .into_iter()
+                        .map(|mask| (mask, radius - mask.count_ones()))
+                        .collect();
+                    Some(ChunkPlan { radius, buckets })
+                })
                 .collect();
-            Some(Plan {
-                masks,
-                radii: radii.iter().map(|&radius| radius.max(0) as u32).collect(),
-            })
+            Some(Plan { chunks })
         })
         .as_ref()
     }
@@ -537,6 +589,7 @@ impl Chunk {
     ) -> Chunk {
         let buckets = 1usize << (bits - low_bits);
         let mut offsets = vec![0u32; buckets + 1];
+        huge_pages::advise(&offsets);
         for (code, bank) in codes.iter().zip(banks) {
             if *bank != DEAD {
                 offsets[(extract(code, start, bits) >> low_bits) as usize + 1] += 1;
@@ -547,6 +600,7 @@ impl Chunk {
         }
         let mut next = offsets.clone();
         let mut entries = vec![0u32; live];
+        huge_pages::advise(&entries);
         let low_mask = (1u32 << low_bits) - 1;
         for (slot, (code, bank)) in codes.iter().zip(banks).enumerate() {
             if *bank != DEAD {
@@ -607,17 +661,62 @@ fn distance<const WORDS: usize>(a: &[u64; WORDS], b: &[u64; WORDS]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
+/// The key bits of a `bits`-wide chunk kept in its entries rather than in the bucket number,
+/// for tables over `live` codes in `slots` slots: enough for about [`ENTRIES_PER_BUCKET`]
+/// entries per bucket, as far as the slot number leaves room in the entry's 32 bits.
+fn low_bits(bits: u32, live: usize, slots: usize) -> u32 {
+    let slot_bits = usize::BITS - slots.leading_zeros();
+    let bucket_bits = (usize::BITS - (live / ENTRIES_PER_BUCKET).max(1).leading_zeros()).max(1);
+    bits.saturating_sub(bucket_bits).min(32 - slot_bits)
+}
+
+/// A chunk's width as the cost model sees it.
+#[derive(Clone, Copy, Debug)]
+struct Width {
+    bits: u32,
+    /// Bits of the bucket number; the rest of the key is in the entries.
+    bucket_bits: u32,
+}
+
+impl Width {
+    fn new(bits: u32, count: usize) -> Width {
+        Width {
+            bits,
+            bucket_bits: bits - low_bits(bits, count, count),
+        }
+    }
+
+    /// The expected cost of probing this chunk within `radius` over `count` codes: buckets
+    /// visited, entries tested, candidates checked.
+    fn cost(&self, count: usize, radius: i32) -> f64 {
+        if radius < 0 {
+            return 0.0;
+        }
+        let within = |bits: u32| -> f64 {
+            (0..=radius.min(bits as i32) as u32)
+                .map(|k| binomial(bits, k))
+                .sum()
+        };
+        let buckets = within(self.bucket_bits);
+        let entries = buckets * count as f64 / 2f64.powi(self.bucket_bits as i32);
+        let candidates = within(self.bits) * count as f64 / 2f64.powi(self.bits as i32);
+        buckets * BUCKET_COST + entries * ENTRY_COST + candidates * CANDIDATE_COST
+    }
+}
+
 /// Chunk widths for `bits`-bit codes, `count` of them, searched at `radius`: the split the cost
 /// model finds cheapest, with no chunk wider than 32 bits nor more than two bits wider than
 /// `log2(count)`, past which the tables are sparse and probing only costs. (Measured on random
-/// PDQ at radius 31, the model's choice was the fastest split at 1M and 10M: 12 and 11 chunks.)
+/// PDQ at radius 31, the model's choice was the fastest split at 1M and 10M, 12 and 11 chunks:
+/// 14 and 16 chunks at 1M, and 12 at 10M, were 25–50% slower.)
 fn choose_chunks(bits: u32, count: usize, radius: u32) -> Option<Vec<u32>> {
     let log_count = usize::BITS - count.max(2).leading_zeros();
     let widest = (log_count + 2).min(32);
     (bits.div_ceil(widest)..=bits.min(MAX_CHUNKS as u32))
         .map(|chunks| split_bits(bits, chunks))
         .map(|widths| {
-            let (_, cost) = allocate_radii(&widths, count, radius);
+            let model: Vec<Width> = widths.iter().map(|&w| Width::new(w, count)).collect();
+            let (_, cost) = allocate_radii(&model, count, radius);
             (widths, cost)
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -634,22 +733,13 @@ fn split_bits(bits: u32, chunks: u32) -> Vec<u32> {
 /// Radii per chunk (-1 for "not probed") with `Σ (r_i + 1) = radius + 1`, chosen greedily by
 /// the smallest rise in expected cost, and that cost. The greedy choice is optimal because each
 /// chunk's cost is convex in its radius.
-fn allocate_radii(widths: &[u32], count: usize, radius: u32) -> (Vec<i32>, f64) {
-    let chunk_cost = |width: u32, radius: i32| -> f64 {
-        if radius < 0 {
-            return 0.0;
-        }
-        let probes: f64 = (0..=radius.min(width as i32) as u32)
-            .map(|k| binomial(width, k))
-            .sum();
-        probes * (PROBE_COST + count as f64 / 2f64.powi(width as i32) * CANDIDATE_COST)
-    };
+fn allocate_radii(widths: &[Width], count: usize, radius: u32) -> (Vec<i32>, f64) {
     let mut radii = vec![-1i32; widths.len()];
     for _ in 0..=radius {
         let best = (0..widths.len())
-            .filter(|&i| radii[i] < widths[i] as i32)
+            .filter(|&i| radii[i] < widths[i].bits as i32)
             .min_by(|&a, &b| {
-                let rise = |i: usize| chunk_cost(widths[i], radii[i] + 1) - chunk_cost(widths[i], radii[i]);
+                let rise = |i: usize| widths[i].cost(count, radii[i] + 1) - widths[i].cost(count, radii[i]);
                 rise(a).total_cmp(&rise(b))
             });
         match best {
@@ -657,7 +747,7 @@ fn allocate_radii(widths: &[u32], count: usize, radius: u32) -> (Vec<i32>, f64) 
             None => break,
         }
     }
-    let cost = widths.iter().zip(&radii).map(|(&w, &r)| chunk_cost(w, r)).sum();
+    let cost = widths.iter().zip(&radii).map(|(w, &r)| w.cost(count, r)).sum();
     (radii, cost)
 }
 
@@ -799,7 +889,8 @@ mod tests {
     fn radii_cover_the_radius_by_pigeonhole() {
         for radius in 0..=64 {
             for widths in [split_bits(256, 11), split_bits(256, 16), split_bits(64, 3)] {
-                let (radii, _) = allocate_radii(&widths, 1_000_000, radius);
+                let model: Vec<Width> = widths.iter().map(|&w| Width::new(w, 1_000_000)).collect();
+                let (radii, _) = allocate_radii(&model, 1_000_000, radius);
                 let covered: i32 = radii.iter().map(|r| r + 1).sum();
                 assert!(covered as u32 >= (radius + 1).min(widths.iter().sum::<u32>() + 1));
             }

@@ -7,6 +7,7 @@
 //! [`LinearIndex`], a plain scan, is kept as the baseline that benchmarks measure against.
 
 mod exact;
+mod huge_pages;
 mod linear;
 mod mih;
 
