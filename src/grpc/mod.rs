@@ -94,6 +94,15 @@ impl Core {
         }
     }
 
+    /// Runs short core work (well under a millisecond) on the calling async thread, where a
+    /// hand-off to the blocking pool would cost as much as the work.
+    fn run_inline<T>(
+        &self,
+        work: impl FnOnce(&Matcher) -> Result<T, crate::error::Error>,
+    ) -> Result<T, Status> {
+        work(&self.matcher).map_err(Status::from)
+    }
+
     /// Runs core work on the blocking pool, so the async threads stay responsive.
     async fn run<T, F>(&self, work: F) -> Result<T, Status>
     where
