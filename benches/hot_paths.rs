@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hashsieve::bank::BankId;
+use hashsieve::bank::{BankId, EntryKey};
 use hashsieve::hash::decode::{DecodeLimits, decode_image};
 use hashsieve::hash::{Algorithm, HashOptions, HashValue, hash_image, pdq};
 use hashsieve::index::{HashIndex, LinearIndex, MihConfig, MihIndex};
@@ -77,7 +77,11 @@ fn flip(hash: &HashValue, bits: usize) -> HashValue {
 fn index(c: &mut Criterion) {
     for size in [10_000usize, 1_000_000] {
         let hashes = random_pdq(size + 1);
-        let pairs: Vec<(HashValue, BankId)> = hashes[..size].iter().map(|h| (*h, BankId(1))).collect();
+        let pairs: Vec<(HashValue, EntryKey)> = hashes[..size]
+            .iter()
+            .zip(0..)
+            .map(|(hash, seq)| (*hash, EntryKey { bank: BankId(1), seq }))
+            .collect();
         let linear = LinearIndex::<4>::new(Algorithm::Pdq);
         linear.insert_many(&pairs);
         let mih = MihIndex::<4>::new(Algorithm::Pdq, MihConfig::for_radius(31));

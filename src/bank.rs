@@ -171,6 +171,21 @@ impl BankSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BankId(pub u32);
 
+/// Where an entry is stored: its bank, and its sequence number, which the store draws from one
+/// counter for every new entry, so it is never reused and follows the order of insertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryKey {
+    pub bank: BankId,
+    pub seq: u64,
+}
+
+/// The largest bank id the store hands out: bank ids fit 24 bits and sequence numbers 40, so
+/// the index keeps both in one `u64` per hash. That is 16 million banks and a trillion entries
+/// over a store's life.
+pub const MAX_BANK_ID: u32 = (1 << 24) - 1;
+/// The largest sequence number the store hands out (all ones is left free for the index).
+pub const MAX_SEQ: u64 = (1 << 40) - 2;
+
 /// A bank as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bank {
@@ -181,7 +196,8 @@ pub struct Bank {
     pub created_at_ms: i64,
 }
 
-/// The metadata of an entry; its key is (bank, algorithm, hash).
+/// The metadata of an entry; an entry is unique by (bank, algorithm, hash). `id` comes first:
+/// removal by id reads only that much of each stored record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     /// External id; not unique (one media item may carry several hashes). Never empty: it
@@ -239,6 +255,15 @@ impl NewEntry {
 pub struct Entry {
     pub hash: HashValue,
     pub meta: EntryMeta,
+}
+
+impl From<NewEntry> for Entry {
+    fn from(entry: NewEntry) -> Entry {
+        Entry {
+            hash: entry.hash,
+            meta: entry.meta,
+        }
+    }
 }
 
 fn validate_text(field: &'static str, text: &str, max: usize) -> Result<(), ValidationError> {

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
-use crate::bank::{Bank, BankId, BankName, BankSettings, BankUpdate, Entry, NewEntry};
+use crate::bank::{Bank, BankId, BankName, BankSettings, BankUpdate, Entry, EntryKey, NewEntry};
 use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
 use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
@@ -181,10 +181,10 @@ impl Matcher {
 
     fn rebuild_index(&self) -> Result<(), Error> {
         const BATCH: usize = 65_536;
-        let mut batches: HashMap<Algorithm, Vec<(HashValue, BankId)>> = HashMap::new();
-        self.store.for_each_key(|bank, hash| {
+        let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
+        self.store.for_each_key(|key, hash| {
             let batch = batches.entry(hash.algorithm()).or_default();
-            batch.push((hash, bank));
+            batch.push((hash, key));
             if batch.len() >= BATCH {
                 self.index.get(hash.algorithm()).load_distinct(batch);
                 batch.clear();
@@ -292,7 +292,9 @@ impl Matcher {
 
     // ---- Entries ----
 
-    /// Adds or updates entries of a bank. See [`Store::upsert_entries`] for `durable`.
+    /// Adds entries to a bank, or replaces the metadata of those it already holds (by hash).
+    /// Rows are applied in order, so of two rows for one hash the later wins, and counts as an
+    /// update. See [`Store::write_entries`] for `durable`.
     pub fn add_entries(
         &self,
         name: &BankName,
@@ -301,26 +303,45 @@ impl Matcher {
     ) -> Result<AddOutcome, Error> {
         let _writes = self.lock_writes();
         let id = self.catalog().get(name)?.id;
-        let outcome = self.store.upsert_entries(id, entries, durable)?;
-        let mut by_algorithm: HashMap<Algorithm, Vec<(HashValue, BankId)>> = HashMap::new();
-        for hash in &outcome.added {
-            by_algorithm
-                .entry(hash.algorithm())
-                .or_default()
-                .push((*hash, id));
+        // Under the write lock the index equals the store, so it tells new hashes from stored
+        // ones. A hash seen earlier in this batch takes the later row's metadata.
+        let mut new: Vec<&NewEntry> = Vec::new();
+        let mut replaced: Vec<(EntryKey, &NewEntry)> = Vec::new();
+        let mut new_positions: foldhash::HashMap<HashValue, usize> = foldhash::HashMap::default();
+        let mut replaced_positions: foldhash::HashMap<HashValue, usize> = foldhash::HashMap::default();
+        for entry in entries {
+            if let Some(&position) = new_positions.get(&entry.hash) {
+                new[position] = entry;
+            } else if let Some(&position) = replaced_positions.get(&entry.hash) {
+                replaced[position].1 = entry;
+            } else if let Some(key) = self.index.get(entry.hash.algorithm()).get(&entry.hash, id) {
+                replaced_positions.insert(entry.hash, replaced.len());
+                replaced.push((key, entry));
+            } else {
+                new_positions.insert(entry.hash, new.len());
+                new.push(entry);
+            }
         }
-        for (algorithm, pairs) in by_algorithm {
+        let keys = self.store.write_entries(id, &new, &replaced, durable)?;
+        let mut by_algorithm: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
+        for (entry, key) in new.iter().zip(keys) {
+            by_algorithm
+                .entry(entry.hash.algorithm())
+                .or_default()
+                .push((entry.hash, key));
+        }
+        for (algorithm, added) in by_algorithm {
             let index = self.index.get(algorithm);
-            index.insert_many(&pairs);
+            index.insert_new(&added);
             if durable {
                 // The end of a load: fold what it added into the index's tables.
                 index.settle();
             }
         }
-        *self.entry_counts.entry(id).or_insert(0) += outcome.added.len() as u64;
+        *self.entry_counts.entry(id).or_insert(0) += new.len() as u64;
         Ok(AddOutcome {
-            added: outcome.added.len() as u64,
-            updated: outcome.updated,
+            added: new.len() as u64,
+            updated: (entries.len() - new.len()) as u64,
         })
     }
 
@@ -383,8 +404,13 @@ impl Matcher {
     ) -> Result<u64, Error> {
         let _writes = self.lock_writes();
         let id = self.catalog().get(name)?.id;
-        let removed = self.store.remove_entries(id, hashes, ids)?;
-        for hash in &removed {
+        let seqs: Vec<u64> = hashes
+            .iter()
+            .filter_map(|hash| self.index.get(hash.algorithm()).get(hash, id))
+            .map(|key| key.seq)
+            .collect();
+        let removed = self.store.remove_entries(id, &seqs, ids)?;
+        for (_, hash) in &removed {
             self.index.get(hash.algorithm()).remove(hash, id);
         }
         if let Some(mut count) = self.entry_counts.get_mut(&id) {
@@ -481,9 +507,9 @@ impl Matcher {
         banks: &HashMap<BankId, Arc<Bank>>,
         hashes: Vec<ComputedHash>,
     ) -> Result<CheckOutcome, Error> {
-        // The nearest hit per (bank, stored hash): a hash found through several variants of
-        // the query is one match. Earlier transforms win ties, so ORIGINAL is preferred.
-        let mut nearest: HashMap<(BankId, HashValue), (u32, Transform)> = HashMap::new();
+        // The nearest hit per entry: an entry found through several variants of the query is
+        // one match. Earlier transforms win ties, so ORIGINAL is preferred.
+        let mut nearest: HashMap<EntryKey, (u32, Transform)> = HashMap::new();
         let mut hits: Vec<IndexHit> = Vec::new();
         for (query, transform) in queries {
             let algorithm = query.algorithm();
@@ -493,26 +519,24 @@ impl Matcher {
             hits.clear();
             self.index.get(algorithm).search(query, radius, &mut hits);
             for hit in &hits {
-                let Some(bank) = banks.get(&hit.bank) else {
+                let Some(bank) = banks.get(&hit.key.bank) else {
                     continue;
                 };
                 if hit.distance > bank.settings.thresholds.get(algorithm) {
                     continue;
                 }
-                let slot = nearest
-                    .entry((hit.bank, hit.hash))
-                    .or_insert((hit.distance, *transform));
+                let slot = nearest.entry(hit.key).or_insert((hit.distance, *transform));
                 if (hit.distance, *transform) < *slot {
                     *slot = (hit.distance, *transform);
                 }
             }
         }
-        let keys: Vec<(BankId, HashValue)> = nearest.keys().copied().collect();
-        let metas = self.store.entries_meta(&keys)?;
+        let keys: Vec<EntryKey> = nearest.keys().copied().collect();
+        let entries = self.store.entries(&keys)?;
         let mut matches = Vec::with_capacity(keys.len());
-        for (key, meta) in keys.iter().zip(metas) {
+        for (key, entry) in keys.iter().zip(entries) {
             // Removed since the search: no longer a match.
-            let (Some(meta), Some(bank)) = (meta, banks.get(&key.0)) else {
+            let (Some(Entry { hash, meta }), Some(bank)) = (entry, banks.get(&key.bank)) else {
                 continue;
             };
             let (distance, transform) = nearest[key];
@@ -525,7 +549,7 @@ impl Matcher {
             matches.push(Match {
                 bank: bank.name.clone(),
                 entry_id: meta.id,
-                hash: key.1,
+                hash,
                 distance,
                 labels,
                 action: bank.settings.action,

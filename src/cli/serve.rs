@@ -24,7 +24,8 @@ pub struct ServeArgs {
     /// Largest accepted image, in pixels (width × height), checked before decoding.
     #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_pixels)]
     max_image_pixels: u64,
-    /// The store's page cache, in MiB: more speeds bulk loads into a large store.
+    /// The store's page cache, in MiB. Loads append and checks read only the metadata of
+    /// matches, so a small one serves; more helps exports and removals by id of large banks.
     #[arg(long, default_value_t = MatcherConfig::new(".").store_cache_bytes >> 20)]
     store_cache_mb: usize,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.

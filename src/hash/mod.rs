@@ -165,25 +165,38 @@ impl HashValue {
     pub fn from_hex(algorithm: Algorithm, hex: &str) -> Result<Self, HashParseError> {
         let hex = hex.trim();
         let expected = algorithm.byte_len() * 2;
-        if let Some((position, character)) = hex.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        let mut bytes = [0u8; MAX_HASH_BYTES];
+        // One pass through a table for the common case, a well-formed hash (bulk loads parse
+        // millions); a bad one is diagnosed below.
+        if hex.len() == expected {
+            let mut invalid = 0;
+            for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+                let (high, low) = (HEX_VALUES[usize::from(pair[0])], HEX_VALUES[usize::from(pair[1])]);
+                invalid |= high | low;
+                *byte = (high << 4) | (low & 0x0f);
+            }
+            if invalid & NOT_HEX == 0 {
+                return Ok(HashValue { algorithm, bytes });
+            }
+        }
+        // Bytes, not chars: every byte before the first non-hex one is ASCII, so that one starts
+        // a character.
+        if let Some(position) = hex.bytes().position(|b| !b.is_ascii_hexdigit()) {
+            let character = hex[position..]
+                .chars()
+                .next()
+                .unwrap_or(char::REPLACEMENT_CHARACTER);
             return Err(HashParseError::NotHex {
                 algorithm,
                 position,
                 character,
             });
         }
-        if hex.len() != expected {
-            return Err(HashParseError::WrongLength {
-                algorithm,
-                expected,
-                got: hex.len(),
-            });
-        }
-        let mut bytes = [0u8; MAX_HASH_BYTES];
-        for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            *byte = (hex_digit(pair[0]) << 4) | hex_digit(pair[1]);
-        }
-        Ok(HashValue { algorithm, bytes })
+        Err(HashParseError::WrongLength {
+            algorithm,
+            expected,
+            got: hex.len(),
+        })
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -230,14 +243,20 @@ impl fmt::Display for HashValue {
 }
 
 /// Value of one ASCII hex digit; callers have checked `is_ascii_hexdigit`.
-fn hex_digit(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => 0,
+/// Marks a byte that is not a hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each byte as a hex digit, or [`NOT_HEX`].
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        table[b"0123456789ABCDEF"[digit] as usize] = digit as u8;
+        digit += 1;
     }
-}
+    table
+};
 
 /// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

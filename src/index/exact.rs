@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{HashIndex, IndexHit};
-use crate::bank::BankId;
+use crate::bank::{BankId, EntryKey};
 use crate::hash::HashValue;
 
 #[derive(Default)]
@@ -15,10 +15,11 @@ pub struct ExactIndex {
 
 #[derive(Default)]
 struct Table {
-    /// Banks holding each hash; nearly always one, so a small vector beats a set.
-    banks_by_hash: HashMap<HashValue, Vec<BankId>>,
-    /// Number of (hash, bank) pairs, kept so `len` need not walk the map.
-    pairs: usize,
+    /// The entries of each hash, one per bank; nearly always one, so a small vector beats a
+    /// map.
+    keys_by_hash: HashMap<HashValue, Vec<EntryKey>>,
+    /// Number of entries, kept so `len` need not walk the map.
+    entries: usize,
 }
 
 impl ExactIndex {
@@ -33,58 +34,67 @@ impl ExactIndex {
 }
 
 impl HashIndex for ExactIndex {
-    fn insert(&self, hash: &HashValue, bank: BankId) -> bool {
+    fn insert(&self, hash: &HashValue, key: EntryKey) -> bool {
         let mut table = self.write();
-        let banks = table.banks_by_hash.entry(*hash).or_default();
-        if banks.contains(&bank) {
+        let keys = table.keys_by_hash.entry(*hash).or_default();
+        if keys.iter().any(|k| k.bank == key.bank) {
             return false;
         }
-        banks.push(bank);
-        table.pairs += 1;
+        keys.push(key);
+        table.entries += 1;
         true
+    }
+
+    fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey> {
+        self.read()
+            .keys_by_hash
+            .get(hash)?
+            .iter()
+            .find(|key| key.bank == bank)
+            .copied()
     }
 
     fn remove(&self, hash: &HashValue, bank: BankId) -> bool {
         let mut table = self.write();
-        let Some(banks) = table.banks_by_hash.get_mut(hash) else {
+        let Some(keys) = table.keys_by_hash.get_mut(hash) else {
             return false;
         };
-        let Some(position) = banks.iter().position(|b| *b == bank) else {
+        let Some(position) = keys.iter().position(|k| k.bank == bank) else {
             return false;
         };
-        banks.swap_remove(position);
-        if banks.is_empty() {
-            table.banks_by_hash.remove(hash);
+        keys.swap_remove(position);
+        if keys.is_empty() {
+            table.keys_by_hash.remove(hash);
         }
-        table.pairs -= 1;
+        table.entries -= 1;
         true
     }
 
     fn remove_bank(&self, bank: BankId) -> usize {
         let mut table = self.write();
         let mut removed = 0;
-        table.banks_by_hash.retain(|_, banks| {
-            let before = banks.len();
-            banks.retain(|b| *b != bank);
-            removed += before - banks.len();
-            !banks.is_empty()
+        table.keys_by_hash.retain(|_, keys| {
+            let before = keys.len();
+            keys.retain(|k| k.bank != bank);
+            removed += before - keys.len();
+            !keys.is_empty()
         });
-        table.pairs -= removed;
+        table.entries -= removed;
         removed
     }
 
     /// Exact digests match only at distance 0, whatever the radius.
     fn search(&self, query: &HashValue, _radius: u32, hits: &mut Vec<IndexHit>) {
-        if let Some(banks) = self.read().banks_by_hash.get(query) {
-            hits.extend(banks.iter().map(|bank| IndexHit {
+        if let Some(keys) = self.read().keys_by_hash.get(query) {
+            hits.extend(keys.iter().map(|key| IndexHit {
                 distance: 0,
                 hash: *query,
-                bank: *bank,
+                key: *key,
             }));
         }
     }
 
     fn len(&self) -> usize {
-        self.read().pairs
+        self.read().entries
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
 use super::{HashIndex, IndexHit};
-use crate::bank::BankId;
+use crate::bank::{BankId, EntryKey};
 use crate::hash::{Algorithm, HashValue};
 
 /// `WORDS` 64-bit words per hash: 4 for PDQ, 1 for the 64-bit hashes.
@@ -15,11 +15,11 @@ pub struct LinearIndex<const WORDS: usize> {
     table: RwLock<Table<WORDS>>,
 }
 
-/// Parallel arrays, so a scan reads codes only; `positions` finds a pair to remove it.
+/// Parallel arrays, so a scan reads codes only; `positions` finds an entry by code and bank.
 #[derive(Default)]
 struct Table<const WORDS: usize> {
     codes: Vec<[u64; WORDS]>,
-    banks: Vec<BankId>,
+    keys: Vec<EntryKey>,
     positions: HashMap<([u64; WORDS], BankId), usize>,
 }
 
@@ -30,7 +30,7 @@ impl<const WORDS: usize> LinearIndex<WORDS> {
             algorithm,
             table: RwLock::new(Table {
                 codes: Vec::new(),
-                banks: Vec::new(),
+                keys: Vec::new(),
                 positions: HashMap::new(),
             }),
         }
@@ -56,25 +56,25 @@ impl<const WORDS: usize> LinearIndex<WORDS> {
 }
 
 impl<const WORDS: usize> Table<WORDS> {
-    fn insert(&mut self, code: [u64; WORDS], bank: BankId) -> bool {
-        if self.positions.contains_key(&(code, bank)) {
+    fn insert(&mut self, code: [u64; WORDS], key: EntryKey) -> bool {
+        if self.positions.contains_key(&(code, key.bank)) {
             return false;
         }
-        self.positions.insert((code, bank), self.codes.len());
+        self.positions.insert((code, key.bank), self.codes.len());
         self.codes.push(code);
-        self.banks.push(bank);
+        self.keys.push(key);
         true
     }
 
     /// Swap-removes the pair at `position`, fixing the position of the pair moved into it.
     fn remove_at(&mut self, position: usize) {
-        let key = (self.codes[position], self.banks[position]);
-        self.positions.remove(&key);
+        self.positions
+            .remove(&(self.codes[position], self.keys[position].bank));
         self.codes.swap_remove(position);
-        self.banks.swap_remove(position);
+        self.keys.swap_remove(position);
         if position < self.codes.len() {
             self.positions
-                .insert((self.codes[position], self.banks[position]), position);
+                .insert((self.codes[position], self.keys[position].bank), position);
         }
     }
 }
@@ -84,23 +84,30 @@ fn distance<const WORDS: usize>(a: &[u64; WORDS], b: &[u64; WORDS]) -> u32 {
 }
 
 impl<const WORDS: usize> HashIndex for LinearIndex<WORDS> {
-    fn insert(&self, hash: &HashValue, bank: BankId) -> bool {
+    fn insert(&self, hash: &HashValue, key: EntryKey) -> bool {
         match self.to_words(hash) {
-            Some(code) => self.write().insert(code, bank),
+            Some(code) => self.write().insert(code, key),
             None => false,
         }
     }
 
-    fn insert_many(&self, pairs: &[(HashValue, BankId)]) -> usize {
-        let codes: Vec<_> = pairs
+    fn insert_many(&self, entries: &[(HashValue, EntryKey)]) -> usize {
+        let codes: Vec<_> = entries
             .iter()
-            .filter_map(|(hash, bank)| Some((self.to_words(hash)?, *bank)))
+            .filter_map(|(hash, key)| Some((self.to_words(hash)?, *key)))
             .collect();
         let mut table = self.write();
         codes
             .into_iter()
-            .filter(|(code, bank)| table.insert(*code, *bank))
+            .filter(|(code, key)| table.insert(*code, *key))
             .count()
+    }
+
+    fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey> {
+        let code = self.to_words(hash)?;
+        let table = self.read();
+        let position = *table.positions.get(&(code, bank))?;
+        Some(table.keys[position])
     }
 
     fn remove(&self, hash: &HashValue, bank: BankId) -> bool {
@@ -122,7 +129,7 @@ impl<const WORDS: usize> HashIndex for LinearIndex<WORDS> {
         let before = table.codes.len();
         let mut position = 0;
         while position < table.codes.len() {
-            if table.banks[position] == bank {
+            if table.keys[position].bank == bank {
                 table.remove_at(position);
             } else {
                 position += 1;
@@ -136,13 +143,13 @@ impl<const WORDS: usize> HashIndex for LinearIndex<WORDS> {
             return;
         };
         let table = self.read();
-        for (code, bank) in table.codes.iter().zip(&table.banks) {
+        for (code, key) in table.codes.iter().zip(&table.keys) {
             let distance = distance(code, &query_code);
             if distance <= radius {
                 hits.push(IndexHit {
                     distance,
                     hash: self.to_hash(code),
-                    bank: *bank,
+                    key: *key,
                 });
             }
         }

@@ -18,11 +18,10 @@
 //! are rebuilt by counting sort while searches carry on under the read lock. Removals mark a
 //! slot dead at once; dead slots are dropped when they make up half the vector.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{HashIndex, IndexHit, huge_pages};
-use crate::bank::BankId;
+use crate::bank::{BankId, EntryKey, MAX_BANK_ID, MAX_SEQ};
 use crate::hash::{Algorithm, HashValue};
 
 /// Relative costs of the cost model: visiting a bucket (its offsets, then its first entries:
@@ -37,8 +36,28 @@ const ENTRIES_PER_BUCKET: usize = 8;
 /// The most chunks a split may have; 64 one-bit chunks of a 64-bit code at most, and far
 /// fewer for PDQ.
 const MAX_CHUNKS: usize = 64;
-/// Marks a removed slot in `banks`.
-const DEAD: u32 = u32::MAX;
+/// Marks a removed slot in `owners`; no entry key packs to it (see [`MAX_SEQ`]).
+const DEAD: u64 = u64::MAX;
+/// Bits of the sequence number in an owner; the bank id takes the rest.
+const SEQ_BITS: u32 = 40;
+
+/// An entry key packed into one word, so a slot costs 8 bytes beside its code. The store hands
+/// out bank ids up to [`MAX_BANK_ID`] and sequence numbers up to [`MAX_SEQ`], which fit.
+fn pack(key: EntryKey) -> u64 {
+    debug_assert!(key.bank.0 <= MAX_BANK_ID && key.seq <= MAX_SEQ);
+    (u64::from(key.bank.0) << SEQ_BITS) | key.seq
+}
+
+fn unpack(owner: u64) -> EntryKey {
+    EntryKey {
+        bank: BankId(bank_of(owner)),
+        seq: owner & ((1 << SEQ_BITS) - 1),
+    }
+}
+
+fn bank_of(owner: u64) -> u32 {
+    (owner >> SEQ_BITS) as u32
+}
 
 /// How a [`MihIndex`] trades tables against scanning.
 #[derive(Clone, Copy, Debug)]
@@ -77,15 +96,15 @@ pub struct MihIndex<const WORDS: usize> {
 
 struct State<const WORDS: usize> {
     codes: Vec<[u64; WORDS]>,
-    /// The bank of each slot, or [`DEAD`].
-    banks: Vec<u32>,
+    /// The entry key of each slot, packed, or [`DEAD`].
+    owners: Vec<u64>,
     live: usize,
     /// Tables over slots `..indexed`; `None` while there are too few codes to need them.
     tables: Option<Tables>,
     indexed: usize,
     /// Live slots `indexed..` by code and bank, for exact lookups in the tail; out of date
     /// while `tail_mapped` is false (after [`MihIndex::load_distinct`]).
-    tail: HashMap<([u64; WORDS], u32), u32>,
+    tail: foldhash::HashMap<([u64; WORDS], u32), u32>,
     tail_mapped: bool,
 }
 
@@ -100,12 +119,18 @@ struct Tables {
     scan_cost: f64,
 }
 
-/// One chunk: which bits of the code key it, and the table from key to slots.
-struct Chunk {
+/// Which bits of the code key a chunk, and how its keys split into bucket number and the low
+/// bits kept in each entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
     start: u32,
     bits: u32,
-    /// Low key bits kept in each entry rather than in the bucket number.
     low_bits: u32,
+}
+
+/// One chunk: its layout, and the table from key to slots.
+struct Chunk {
+    layout: Layout,
     /// Entries of bucket `b` are `entries[offsets[b]..offsets[b + 1]]`.
     offsets: Vec<u32>,
     /// `slot << low_bits | key & low_mask`.
@@ -139,11 +164,11 @@ impl<const WORDS: usize> MihIndex<WORDS> {
             writer: Mutex::new(()),
             state: RwLock::new(State {
                 codes: Vec::new(),
-                banks: Vec::new(),
+                owners: Vec::new(),
                 live: 0,
                 tables: None,
                 indexed: 0,
-                tail: HashMap::new(),
+                tail: foldhash::HashMap::default(),
                 tail_mapped: true,
             }),
         }
@@ -166,16 +191,14 @@ impl<const WORDS: usize> MihIndex<WORDS> {
 
     /// Appends pairs known to be distinct and absent, such as a store's keys at start-up,
     /// skipping the per-pair lookup; [`MihIndex::settle`] then builds the tables once.
-    pub fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
+    pub fn load_distinct(&self, entries: &[(HashValue, EntryKey)]) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state = self.write();
-        state.reserve(pairs.len());
-        for (hash, bank) in pairs {
-            if let Some(code) = self.to_code(hash)
-                && bank.0 != DEAD
-            {
+        state.reserve(entries.len());
+        for (hash, key) in entries {
+            if let Some(code) = self.to_code(hash) {
                 state.codes.push(code);
-                state.banks.push(bank.0);
+                state.owners.push(pack(*key));
                 state.live += 1;
             }
         }
@@ -211,12 +234,13 @@ impl<const WORDS: usize> MihIndex<WORDS> {
         if compact {
             let mut state = self.write();
             state.compact();
-            let tables = Tables::build(&state.codes, &state.banks, state.live, &self.config);
+            let tables = Tables::build(None, &state.codes, &state.owners, state.live, &self.config);
             state.install(tables);
         } else {
             let tables = {
                 let state = self.read();
-                Tables::build(&state.codes, &state.banks, state.live, &self.config)
+                let current = state.tables.as_ref().map(|tables| (tables, state.indexed));
+                Tables::build(current, &state.codes, &state.owners, state.live, &self.config)
             };
             self.write().install(tables);
         }
@@ -253,7 +277,7 @@ impl<const WORDS: usize> State<WORDS> {
     fn install(&mut self, tables: Option<Tables>) {
         self.tables = tables;
         self.indexed = self.codes.len();
-        self.tail = HashMap::new();
+        self.tail = foldhash::HashMap::default();
         self.tail_mapped = true;
     }
 
@@ -261,57 +285,74 @@ impl<const WORDS: usize> State<WORDS> {
     fn map_tail(&mut self) {
         if !self.tail_mapped {
             self.tail = (self.indexed..self.codes.len())
-                .filter(|&slot| self.banks[slot] != DEAD)
-                .map(|slot| ((self.codes[slot], self.banks[slot]), slot as u32))
+                .filter(|&slot| self.owners[slot] != DEAD)
+                .map(|slot| ((self.codes[slot], bank_of(self.owners[slot])), slot as u32))
                 .collect();
             self.tail_mapped = true;
         }
     }
 
     /// The slot holding `(code, bank)`, if any.
-    fn find(&mut self, code: &[u64; WORDS], bank: u32) -> Option<usize> {
-        self.map_tail();
-        if let Some(&slot) = self.tail.get(&(*code, bank)) {
-            return Some(slot as usize);
+    fn find(&self, code: &[u64; WORDS], bank: u32) -> Option<usize> {
+        let in_tail = if self.tail_mapped {
+            self.tail.get(&(*code, bank)).map(|&slot| slot as usize)
+        } else {
+            (self.indexed..self.codes.len()).find(|&slot| self.holds(slot, code, bank))
+        };
+        if in_tail.is_some() {
+            return in_tail;
         }
         match &self.tables {
             Some(tables) => tables.chunks[0]
-                .bucket(extract(code, tables.chunks[0].start, tables.chunks[0].bits))
+                .bucket(tables.chunks[0].layout.key(code))
                 .map(|slot| slot as usize)
-                .find(|&slot| self.banks[slot] == bank && self.codes[slot] == *code),
-            None => (0..self.indexed).find(|&slot| self.banks[slot] == bank && self.codes[slot] == *code),
+                .find(|&slot| self.holds(slot, code, bank)),
+            None => (0..self.indexed).find(|&slot| self.holds(slot, code, bank)),
         }
+    }
+
+    /// Whether `slot` is live and holds `code` in `bank`.
+    fn holds(&self, slot: usize, code: &[u64; WORDS], bank: u32) -> bool {
+        let owner = self.owners[slot];
+        owner != DEAD && bank_of(owner) == bank && self.codes[slot] == *code
     }
 
     /// Makes room for `additional` more slots, in memory backed by huge pages.
     fn reserve(&mut self, additional: usize) {
         let capacity = self.codes.capacity();
         self.codes.reserve(additional);
-        self.banks.reserve(additional);
+        self.owners.reserve(additional);
         if self.codes.capacity() != capacity {
             huge_pages::advise(&self.codes);
-            huge_pages::advise(&self.banks);
+            huge_pages::advise(&self.owners);
         }
     }
 
-    fn insert(&mut self, code: [u64; WORDS], bank: u32) -> bool {
-        if self.find(&code, bank).is_some() {
+    fn insert(&mut self, code: [u64; WORDS], key: EntryKey) -> bool {
+        self.map_tail();
+        if self.find(&code, key.bank.0).is_some() {
             return false;
         }
-        self.reserve(1);
-        self.tail.insert((code, bank), self.codes.len() as u32);
-        self.codes.push(code);
-        self.banks.push(bank);
-        self.live += 1;
+        self.push(code, key);
         true
+    }
+
+    /// Appends a code known to be absent from its bank, keeping the tail's map.
+    fn push(&mut self, code: [u64; WORDS], key: EntryKey) {
+        debug_assert!(self.tail_mapped && self.find(&code, key.bank.0).is_none());
+        self.reserve(1);
+        self.tail.insert((code, key.bank.0), self.codes.len() as u32);
+        self.codes.push(code);
+        self.owners.push(pack(key));
+        self.live += 1;
     }
 
     fn kill(&mut self, slot: usize) {
         self.map_tail();
         if slot >= self.indexed {
-            self.tail.remove(&(self.codes[slot], self.banks[slot]));
+            self.tail.remove(&(self.codes[slot], bank_of(self.owners[slot])));
         }
-        self.banks[slot] = DEAD;
+        self.owners[slot] = DEAD;
         self.live -= 1;
     }
 
@@ -320,18 +361,18 @@ impl<const WORDS: usize> State<WORDS> {
     fn compact(&mut self) {
         let mut kept = 0;
         for slot in 0..self.codes.len() {
-            if self.banks[slot] != DEAD {
+            if self.owners[slot] != DEAD {
                 self.codes[kept] = self.codes[slot];
-                self.banks[kept] = self.banks[slot];
+                self.owners[kept] = self.owners[slot];
                 kept += 1;
             }
         }
         self.codes.truncate(kept);
-        self.banks.truncate(kept);
+        self.owners.truncate(kept);
         self.codes.shrink_to_fit();
-        self.banks.shrink_to_fit();
+        self.owners.shrink_to_fit();
         huge_pages::advise(&self.codes);
-        huge_pages::advise(&self.banks);
+        huge_pages::advise(&self.owners);
     }
 
     /// Calls `emit(distance, slot)` for every live slot in `slots` within `radius` of `query`.
@@ -345,7 +386,7 @@ impl<const WORDS: usize> State<WORDS> {
         let start = slots.start;
         for (offset, code) in self.codes[slots].iter().enumerate() {
             let distance = distance(code, query);
-            if distance <= radius && self.banks[start + offset] != DEAD {
+            if distance <= radius && self.owners[start + offset] != DEAD {
                 emit(distance, start + offset);
             }
         }
@@ -364,7 +405,7 @@ impl<const WORDS: usize> State<WORDS> {
         };
         let mut query_keys = [0u32; MAX_CHUNKS];
         for (key, chunk) in query_keys.iter_mut().zip(&tables.chunks) {
-            *key = extract(query, chunk.start, chunk.bits);
+            *key = chunk.layout.key(query);
         }
         // A code is reported only by the first probed chunk within that chunk's radius of the
         // query: this one, if no earlier probed chunk is.
@@ -372,8 +413,7 @@ impl<const WORDS: usize> State<WORDS> {
             tables.chunks[..index].iter().zip(&plan.chunks).enumerate().any(
                 |(earlier, (chunk, chunk_plan))| {
                     chunk_plan.as_ref().is_some_and(|chunk_plan| {
-                        (extract(code, chunk.start, chunk.bits) ^ query_keys[earlier]).count_ones()
-                            <= chunk_plan.radius
+                        (chunk.layout.key(code) ^ query_keys[earlier]).count_ones() <= chunk_plan.radius
                     })
                 },
             )
@@ -411,11 +451,11 @@ impl<const WORDS: usize> State<WORDS> {
                     prefetch(&tables.chunks[ahead.chunk as usize].entries[ahead.start as usize]);
                 }
                 let chunk = &tables.chunks[probe.chunk as usize];
-                let low_mask = chunk.low_mask();
+                let low_mask = chunk.layout.low_mask();
                 let query_low = query_keys[probe.chunk as usize] & low_mask;
                 for &entry in &chunk.entries[probe.start as usize..probe.end as usize] {
                     if ((entry ^ query_low) & low_mask).count_ones() <= probe.low_radius {
-                        let slot = entry >> chunk.low_bits;
+                        let slot = entry >> chunk.layout.low_bits;
                         scratch.candidates.push((slot, probe.chunk));
                     }
                 }
@@ -427,7 +467,7 @@ impl<const WORDS: usize> State<WORDS> {
                 let slot = slot as usize;
                 let code = &self.codes[slot];
                 let distance = distance(code, query);
-                if distance <= radius && self.banks[slot] != DEAD && !found_earlier(code, index as usize) {
+                if distance <= radius && self.owners[slot] != DEAD && !found_earlier(code, index as usize) {
                     emit(distance, slot);
                 }
             }
@@ -487,10 +527,14 @@ fn prefetch<T>(item: &T) {
 }
 
 impl Tables {
-    /// Tables over the live slots of `codes`, or `None` if a scan would serve as well.
+    /// Tables over the live slots of `codes`, or `None` if a scan would serve as well. Given
+    /// the `current` tables over the slots before some index, and if the layout chosen for the
+    /// new size is theirs, they are extended with the slots from that index on: each bucket's
+    /// entries are copied as a block, far cheaper than sorting every code again.
     fn build<const WORDS: usize>(
+        current: Option<(&Tables, usize)>,
         codes: &[[u64; WORDS]],
-        banks: &[u32],
+        owners: &[u64],
         live: usize,
         config: &MihConfig,
     ) -> Option<Tables> {
@@ -500,15 +544,25 @@ impl Tables {
         let bits = (WORDS * 64) as u32;
         let chunk_bits = choose_chunks(bits, live, config.design_radius)?;
         let mut start = 0;
-        let layouts: Vec<(u32, u32, u32)> = chunk_bits
+        let layouts: Vec<Layout> = chunk_bits
             .iter()
             .map(|&chunk| {
-                let low_bits = low_bits(chunk, live, codes.len());
-                let layout = (start, chunk, low_bits);
+                let layout = Layout {
+                    start,
+                    bits: chunk,
+                    low_bits: low_bits(chunk, live, codes.len()),
+                };
                 start += chunk;
                 layout
             })
             .collect();
+        let extended = current.filter(|(tables, _)| {
+            tables
+                .chunks
+                .iter()
+                .map(|chunk| chunk.layout)
+                .eq(layouts.iter().copied())
+        });
         let chunks = std::thread::scope(|scope| {
             let threads = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
@@ -516,12 +570,16 @@ impl Tables {
             let per_thread = layouts.len().div_ceil(threads);
             let handles: Vec<_> = layouts
                 .chunks(per_thread)
-                .map(|group| {
+                .enumerate()
+                .map(|(group_index, group)| {
                     scope.spawn(move || {
                         group
                             .iter()
-                            .map(|&(start, bits, low_bits)| {
-                                Chunk::build(codes, banks, live, start, bits, low_bits)
+                            .enumerate()
+                            .map(|(offset, &layout)| match extended {
+                                Some((tables, from)) => tables.chunks[group_index * per_thread + offset]
+                                    .extended(codes, owners, from),
+                                None => Chunk::build(codes, owners, live, layout),
                             })
                             .collect::<Vec<_>>()
                     })
@@ -552,8 +610,8 @@ impl Tables {
                 .chunks
                 .iter()
                 .map(|chunk| Width {
-                    bits: chunk.bits,
-                    bucket_bits: chunk.bits - chunk.low_bits,
+                    bits: chunk.layout.bits,
+                    bucket_bits: chunk.layout.bits - chunk.layout.low_bits,
                 })
                 .collect();
             let (radii, cost) = allocate_radii(&widths, self.live, radius);
@@ -578,21 +636,36 @@ impl Tables {
     }
 }
 
+impl Layout {
+    /// This chunk's key in `code`.
+    fn key<const WORDS: usize>(&self, code: &[u64; WORDS]) -> u32 {
+        extract(code, self.start, self.bits)
+    }
+
+    fn low_mask(&self) -> u32 {
+        (1u32 << self.low_bits) - 1
+    }
+
+    /// The entry of `slot`, whose key is `key`.
+    fn entry(&self, slot: usize, key: u32) -> u32 {
+        ((slot as u32) << self.low_bits) | (key & self.low_mask())
+    }
+}
+
 impl Chunk {
+    /// The table of the live slots of `codes`, by counting sort.
     fn build<const WORDS: usize>(
         codes: &[[u64; WORDS]],
-        banks: &[u32],
+        owners: &[u64],
         live: usize,
-        start: u32,
-        bits: u32,
-        low_bits: u32,
+        layout: Layout,
     ) -> Chunk {
-        let buckets = 1usize << (bits - low_bits);
+        let buckets = 1usize << (layout.bits - layout.low_bits);
         let mut offsets = vec![0u32; buckets + 1];
         huge_pages::advise(&offsets);
-        for (code, bank) in codes.iter().zip(banks) {
-            if *bank != DEAD {
-                offsets[(extract(code, start, bits) >> low_bits) as usize + 1] += 1;
+        for (code, owner) in codes.iter().zip(owners) {
+            if *owner != DEAD {
+                offsets[(layout.key(code) >> layout.low_bits) as usize + 1] += 1;
             }
         }
         for bucket in 0..buckets {
@@ -601,42 +674,77 @@ impl Chunk {
         let mut next = offsets.clone();
         let mut entries = vec![0u32; live];
         huge_pages::advise(&entries);
-        let low_mask = (1u32 << low_bits) - 1;
-        for (slot, (code, bank)) in codes.iter().zip(banks).enumerate() {
-            if *bank != DEAD {
-                let key = extract(code, start, bits);
-                let cursor = &mut next[(key >> low_bits) as usize];
-                entries[*cursor as usize] = ((slot as u32) << low_bits) | (key & low_mask);
+        for (slot, (code, owner)) in codes.iter().zip(owners).enumerate() {
+            if *owner != DEAD {
+                let key = layout.key(code);
+                let cursor = &mut next[(key >> layout.low_bits) as usize];
+                entries[*cursor as usize] = layout.entry(slot, key);
                 *cursor += 1;
             }
         }
         Chunk {
-            start,
-            bits,
-            low_bits,
+            layout,
+            offsets,
+            entries,
+        }
+    }
+
+    /// This table with the live slots `from..` of `codes` added: each bucket's entries are
+    /// copied as one block, and the new ones placed after them. Entries of slots that died
+    /// since are kept; searches skip them, and the next compaction drops them.
+    fn extended<const WORDS: usize>(&self, codes: &[[u64; WORDS]], owners: &[u64], from: usize) -> Chunk {
+        let layout = self.layout;
+        let buckets = self.offsets.len() - 1;
+        let mut offsets = vec![0u32; buckets + 1];
+        huge_pages::advise(&offsets);
+        for (code, owner) in codes[from..].iter().zip(&owners[from..]) {
+            if *owner != DEAD {
+                offsets[(layout.key(code) >> layout.low_bits) as usize + 1] += 1;
+            }
+        }
+        // Each bucket now starts after the previous one's old and new entries.
+        for bucket in 0..buckets {
+            let old = self.offsets[bucket + 1] - self.offsets[bucket];
+            offsets[bucket + 1] += offsets[bucket] + old;
+        }
+        let mut entries = vec![0u32; offsets[buckets] as usize];
+        huge_pages::advise(&entries);
+        let mut next = Vec::with_capacity(buckets);
+        for (old_range, &at) in self.offsets.windows(2).zip(&offsets) {
+            let old = &self.entries[old_range[0] as usize..old_range[1] as usize];
+            let at = at as usize;
+            entries[at..at + old.len()].copy_from_slice(old);
+            next.push((at + old.len()) as u32);
+        }
+        for (slot, (code, owner)) in codes.iter().zip(owners).enumerate().skip(from) {
+            if *owner != DEAD {
+                let key = layout.key(code);
+                let cursor = &mut next[(key >> layout.low_bits) as usize];
+                entries[*cursor as usize] = layout.entry(slot, key);
+                *cursor += 1;
+            }
+        }
+        Chunk {
+            layout,
             offsets,
             entries,
         }
     }
 
     fn bucket_of(&self, key: u32) -> usize {
-        (key >> self.low_bits) as usize
-    }
-
-    fn low_mask(&self) -> u32 {
-        (1u32 << self.low_bits) - 1
+        (key >> self.layout.low_bits) as usize
     }
 
     /// The slots whose key in this chunk is exactly `key`.
     fn bucket(&self, key: u32) -> impl Iterator<Item = u32> + '_ {
-        let bucket = (key >> self.low_bits) as usize;
-        let low_mask = (1u32 << self.low_bits) - 1;
+        let bucket = self.bucket_of(key);
+        let low_mask = self.layout.low_mask();
         let low = key & low_mask;
         let range = self.offsets[bucket] as usize..self.offsets[bucket + 1] as usize;
         self.entries[range]
             .iter()
             .filter(move |&&entry| entry & low_mask == low)
-            .map(move |&entry| entry >> self.low_bits)
+            .map(move |&entry| entry >> self.layout.low_bits)
     }
 }
 
@@ -777,32 +885,50 @@ fn masks_within(bits: u32, radius: u32) -> Vec<u32> {
 }
 
 impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
-    fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
-        MihIndex::load_distinct(self, pairs);
+    fn load_distinct(&self, entries: &[(HashValue, EntryKey)]) {
+        MihIndex::load_distinct(self, entries);
     }
 
     fn settle(&self) {
         MihIndex::settle(self);
     }
 
-    fn insert(&self, hash: &HashValue, bank: BankId) -> bool {
-        self.insert_many(&[(*hash, bank)]) == 1
+    fn insert(&self, hash: &HashValue, key: EntryKey) -> bool {
+        self.insert_many(&[(*hash, key)]) == 1
     }
 
-    fn insert_many(&self, pairs: &[(HashValue, BankId)]) -> usize {
+    fn insert_new(&self, entries: &[(HashValue, EntryKey)]) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut state = self.write();
+            state.map_tail();
+            for (hash, key) in entries {
+                if let Some(code) = self.to_code(hash) {
+                    state.push(code, *key);
+                }
+            }
+        }
+        self.maybe_rebuild();
+    }
+
+    fn insert_many(&self, entries: &[(HashValue, EntryKey)]) -> usize {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let added = {
             let mut state = self.write();
-            pairs
+            entries
                 .iter()
-                .filter(|(hash, bank)| {
-                    self.to_code(hash)
-                        .is_some_and(|code| bank.0 != DEAD && state.insert(code, bank.0))
-                })
+                .filter(|(hash, key)| self.to_code(hash).is_some_and(|code| state.insert(code, *key)))
                 .count()
         };
         self.maybe_rebuild();
         added
+    }
+
+    fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey> {
+        let code = self.to_code(hash)?;
+        let state = self.read();
+        let slot = state.find(&code, bank.0)?;
+        Some(unpack(state.owners[slot]))
     }
 
     fn remove(&self, hash: &HashValue, bank: BankId) -> bool {
@@ -829,7 +955,7 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
         let removed = {
             let mut state = self.write();
             let slots: Vec<usize> = (0..state.codes.len())
-                .filter(|&slot| state.banks[slot] == bank.0)
+                .filter(|&slot| state.owners[slot] != DEAD && bank_of(state.owners[slot]) == bank.0)
                 .collect();
             for &slot in &slots {
                 state.kill(slot);
@@ -849,7 +975,7 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
             hits.push(IndexHit {
                 distance,
                 hash: self.to_hash(&state.codes[slot]),
-                bank: BankId(state.banks[slot]),
+                key: unpack(state.owners[slot]),
             });
         });
     }
@@ -893,6 +1019,45 @@ mod tests {
                 let (radii, _) = allocate_radii(&model, 1_000_000, radius);
                 let covered: i32 = radii.iter().map(|r| r + 1).sum();
                 assert!(covered as u32 >= (radius + 1).min(widths.iter().sum::<u32>() + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn extended_tables_equal_tables_built_afresh() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let codes: Vec<[u64; 4]> = (0..45_000).map(|_| [next(), next(), next(), next()]).collect();
+        // Some dead slots on both sides of the split.
+        let owners: Vec<u64> = (0..codes.len() as u64)
+            .map(|slot| if slot % 7 == 3 { DEAD } else { slot })
+            .collect();
+        let live_before = owners[..40_000].iter().filter(|&&o| o != DEAD).count();
+        let live = owners.iter().filter(|&&o| o != DEAD).count();
+        let config = MihConfig::for_radius(31);
+        let before = Tables::build(None, &codes[..40_000], &owners[..40_000], live_before, &config).unwrap();
+        let fresh = Tables::build(None, &codes, &owners, live, &config).unwrap();
+        let layouts = |tables: &Tables| tables.chunks.iter().map(|c| c.layout).collect::<Vec<_>>();
+        assert_eq!(
+            layouts(&before),
+            layouts(&fresh),
+            "the test needs an unchanged layout"
+        );
+        let extended = Tables::build(Some((&before, 40_000)), &codes, &owners, live, &config).unwrap();
+        for (a, b) in extended.chunks.iter().zip(&fresh.chunks) {
+            assert_eq!(a.offsets, b.offsets);
+            for bucket in 0..a.offsets.len() - 1 {
+                let range = a.offsets[bucket] as usize..a.offsets[bucket + 1] as usize;
+                let mut x = a.entries[range.clone()].to_vec();
+                let mut y = b.entries[range].to_vec();
+                x.sort_unstable();
+                y.sort_unstable();
+                assert_eq!(x, y);
             }
         }
     }

@@ -15,46 +15,57 @@ pub use exact::ExactIndex;
 pub use linear::LinearIndex;
 pub use mih::{MihConfig, MihIndex};
 
-use crate::bank::{BankId, Thresholds};
+use crate::bank::{BankId, EntryKey, Thresholds};
 use crate::hash::{Algorithm, HashValue};
 
-/// A stored hash found by a search.
+/// A stored hash found by a search, with where the store keeps its entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IndexHit {
     pub distance: u32,
     pub hash: HashValue,
-    pub bank: BankId,
+    pub key: EntryKey,
 }
 
-/// A set of (hash, bank) pairs of one algorithm that answers radius queries.
+/// The entries of one algorithm, each a hash in a bank with its store key, unique by (hash,
+/// bank): answers radius queries, and finds an entry's key from its hash and bank.
 pub trait HashIndex: Send + Sync {
-    /// Adds a pair; returns false if it was already there.
-    fn insert(&self, hash: &HashValue, bank: BankId) -> bool;
+    /// Adds an entry; returns false, changing nothing, if its (hash, bank) was already there.
+    fn insert(&self, hash: &HashValue, key: EntryKey) -> bool;
 
-    /// Adds many pairs under one lock; returns how many were new.
-    fn insert_many(&self, pairs: &[(HashValue, BankId)]) -> usize {
-        pairs
+    /// Adds many entries under one lock; returns how many were new.
+    fn insert_many(&self, entries: &[(HashValue, EntryKey)]) -> usize {
+        entries
             .iter()
-            .filter(|(hash, bank)| self.insert(hash, *bank))
+            .filter(|(hash, key)| self.insert(hash, *key))
             .count()
     }
 
-    /// Adds pairs known to be distinct and not yet present, such as a store's keys at
-    /// start-up, without looking each one up. [`HashIndex::settle`] should follow.
-    fn load_distinct(&self, pairs: &[(HashValue, BankId)]) {
-        self.insert_many(pairs);
+    /// Adds entries whose (hash, bank) pairs are distinct and not yet present, as the matcher
+    /// knows after looking each one up with [`HashIndex::get`] under its write lock, without
+    /// looking them up again.
+    fn insert_new(&self, entries: &[(HashValue, EntryKey)]) {
+        self.insert_many(entries);
+    }
+
+    /// Like [`HashIndex::insert_new`], for a bulk load such as a store's at start-up: the
+    /// engine may defer all upkeep until [`HashIndex::settle`], which must follow.
+    fn load_distinct(&self, entries: &[(HashValue, EntryKey)]) {
+        self.insert_new(entries);
     }
 
     /// Ends a bulk load: lets the engine reorganise so that later searches are fast.
     fn settle(&self) {}
 
-    /// Removes a pair; returns false if it was not there.
+    /// The key of the entry of `hash` in `bank`, if there is one.
+    fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey>;
+
+    /// Removes the entry of `hash` in `bank`; returns false if there was none.
     fn remove(&self, hash: &HashValue, bank: BankId) -> bool;
 
-    /// Removes every pair of a bank; returns how many.
+    /// Removes every entry of a bank; returns how many.
     fn remove_bank(&self, bank: BankId) -> usize;
 
-    /// Appends every stored pair within `radius` bits of `query` to `hits`, in no order.
+    /// Appends every stored entry within `radius` bits of `query` to `hits`, in no order.
     fn search(&self, query: &HashValue, radius: u32, hits: &mut Vec<IndexHit>);
 
     fn len(&self) -> usize;
@@ -144,7 +155,7 @@ impl IndexSet {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
@@ -175,28 +186,52 @@ mod tests {
     fn ops(algorithm: Algorithm) -> impl Strategy<Value = Vec<Op>> {
         let max_radius = algorithm.bits() / 4;
         let op = prop_oneof![
-            6 => (clustered_hash(algorithm), 0u32..3).prop_map(|(h, b)| Op::Insert(h, b)),
-            2 => (clustered_hash(algorithm), 0u32..3).prop_map(|(h, b)| Op::Remove(h, b)),
-            1 => (0u32..3).prop_map(Op::RemoveBank),
+            6 => (clustered_hash(algorithm), bank()).prop_map(|(h, b)| Op::Insert(h, b)),
+            2 => (clustered_hash(algorithm), bank()).prop_map(|(h, b)| Op::Remove(h, b)),
+            1 => bank().prop_map(Op::RemoveBank),
             4 => (clustered_hash(algorithm), 0..=max_radius).prop_map(|(h, r)| Op::Search(h, r)),
         ];
         proptest::collection::vec(op, 1..200)
     }
 
-    /// Runs `ops` on `index` and on a plain set, checking every answer against brute force.
+    /// Three banks, one of them the largest id the store hands out.
+    fn bank() -> impl Strategy<Value = u32> {
+        prop_oneof![Just(0), Just(1), Just(crate::bank::MAX_BANK_ID)]
+    }
+
+    /// Runs `ops` on `index` and on a plain map, checking every answer against brute force.
+    /// Sequence numbers alternate between small and near the largest the store hands out.
     fn check_against_brute_force(index: &dyn HashIndex, ops: &[Op]) {
-        let mut model: BTreeSet<(HashValue, u32)> = BTreeSet::new();
-        for op in ops {
+        let mut model: BTreeMap<(HashValue, u32), u64> = BTreeMap::new();
+        let key = |bank: u32, seq: u64| EntryKey {
+            bank: BankId(bank),
+            seq,
+        };
+        for (position, op) in ops.iter().enumerate() {
+            let seq = match position % 2 {
+                0 => position as u64,
+                _ => crate::bank::MAX_SEQ - position as u64,
+            };
             match op {
                 Op::Insert(hash, bank) => {
-                    assert_eq!(index.insert(hash, BankId(*bank)), model.insert((*hash, *bank)));
+                    let new = !model.contains_key(&(*hash, *bank));
+                    if new {
+                        model.insert((*hash, *bank), seq);
+                    }
+                    assert_eq!(index.insert(hash, key(*bank, seq)), new);
+                    let stored = model[&(*hash, *bank)];
+                    assert_eq!(index.get(hash, BankId(*bank)), Some(key(*bank, stored)));
                 }
                 Op::Remove(hash, bank) => {
-                    assert_eq!(index.remove(hash, BankId(*bank)), model.remove(&(*hash, *bank)));
+                    assert_eq!(
+                        index.remove(hash, BankId(*bank)),
+                        model.remove(&(*hash, *bank)).is_some()
+                    );
+                    assert_eq!(index.get(hash, BankId(*bank)), None);
                 }
                 Op::RemoveBank(bank) => {
                     let before = model.len();
-                    model.retain(|(_, b)| b != bank);
+                    model.retain(|(_, b), _| b != bank);
                     assert_eq!(index.remove_bank(BankId(*bank)), before - model.len());
                 }
                 Op::Search(query, radius) => {
@@ -206,12 +241,12 @@ mod tests {
                     hits.sort();
                     let mut expected: Vec<IndexHit> = model
                         .iter()
-                        .filter_map(|(hash, bank)| {
+                        .filter_map(|((hash, bank), seq)| {
                             let distance = hash.distance(query)?;
                             (distance <= radius).then_some(IndexHit {
                                 distance,
                                 hash: *hash,
-                                bank: BankId(*bank),
+                                key: key(*bank, *seq),
                             })
                         })
                         .collect();
@@ -256,7 +291,11 @@ mod tests {
         };
         let index = std::sync::Arc::new(MihIndex::<4>::new(Algorithm::Pdq, config));
         let stable = HashValue::from_bytes(Algorithm::Pdq, &[0xAA; 32]).unwrap();
-        index.insert(&stable, BankId(0));
+        let key = |bank: u32, seq: u64| EntryKey {
+            bank: BankId(bank),
+            seq,
+        };
+        index.insert(&stable, key(0, 0));
         let writer = {
             let index = index.clone();
             std::thread::spawn(move || {
@@ -264,7 +303,7 @@ mod tests {
                     let mut bytes = [0u8; 32];
                     bytes[..4].copy_from_slice(&i.to_be_bytes());
                     let hash = HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap();
-                    index.insert(&hash, BankId(1));
+                    index.insert(&hash, key(1, u64::from(i) + 1));
                     if i % 2 == 0 {
                         index.remove(&hash, BankId(1));
                     }

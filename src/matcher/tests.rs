@@ -182,6 +182,51 @@ fn removals_and_bank_deletion_take_effect_at_once_and_survive_reopening() {
 }
 
 #[test]
+fn later_rows_for_a_hash_update_it_within_a_batch_and_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher.create_bank(name("A"), settings(Action::Block)).unwrap();
+    let batch = [
+        entry(pdq(1, 0), "first"),
+        entry(pdq(2, 0), "other"),
+        entry(pdq(1, 0), "second"),
+    ];
+    assert_eq!(
+        matcher.add_entries(&name("A"), &batch, false).unwrap(),
+        AddOutcome { added: 2, updated: 1 }
+    );
+    let matched_id = |hash| {
+        matcher.check_hashes(&[hash], &[]).unwrap().matches[0]
+            .entry_id
+            .clone()
+    };
+    assert_eq!(matched_id(pdq(1, 0)), "second");
+    let again = [entry(pdq(2, 0), "third"), entry(pdq(2, 0), "fourth")];
+    assert_eq!(
+        matcher.add_entries(&name("A"), &again, true).unwrap(),
+        AddOutcome { added: 0, updated: 2 }
+    );
+    assert_eq!(matched_id(pdq(2, 0)), "fourth");
+    assert_eq!(matcher.bank(&name("A")).unwrap().entry_count, 2);
+    // Removal by hash finds the entry through the index; a hash not in the bank removes
+    // nothing.
+    assert_eq!(
+        matcher
+            .remove_entries(&name("A"), &[pdq(2, 0), pdq(3, 0)], &[])
+            .unwrap(),
+        1
+    );
+    let mut exported = Vec::new();
+    matcher
+        .export(&name("A"), None, |entry| {
+            exported.push(entry.meta.id);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(exported, ["second"]);
+}
+
+#[test]
 fn exact_digests_match_only_when_equal() {
     let dir = tempfile::tempdir().unwrap();
     let matcher = open(dir.path());

@@ -27,50 +27,64 @@ fn all_entries(store: &Store, bank: BankId) -> Vec<Entry> {
     out
 }
 
-#[test]
-fn banks_and_entries_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let bank = {
-        let store = Store::open(dir.path()).unwrap();
-        let bank = store
-            .create_bank(BankName::new("TVEC").unwrap(), settings(), 5)
-            .unwrap();
-        let outcome = store
-            .upsert_entries(bank.id, &[entry(1, "x"), entry(2, "y")], true)
-            .unwrap();
-        assert_eq!(outcome.added.len(), 2);
-        bank
-    };
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
-    let entries = all_entries(&store, bank.id);
-    assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0].meta.id, "x");
+fn add(store: &Store, bank: BankId, entries: &[NewEntry]) -> Vec<EntryKey> {
+    let new: Vec<&NewEntry> = entries.iter().collect();
+    store.write_entries(bank, &new, &[], true).unwrap()
+}
+
+fn open_bank(store: &Store, name: &str) -> Bank {
+    store
+        .create_bank(BankName::new(name).unwrap(), settings(), 5)
+        .unwrap()
 }
 
 #[test]
-fn readding_updates_metadata_and_keeps_the_first_time() {
+fn banks_and_entries_survive_reopening_in_the_order_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bank, keys) = {
+        let store = Store::open(dir.path()).unwrap();
+        let bank = open_bank(&store, "TVEC");
+        let keys = add(&store, bank.id, &[entry(2, "x"), entry(1, "y")]);
+        (bank, keys)
+    };
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0].seq < keys[1].seq);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
+    let entries = all_entries(&store, bank.id);
+    let ids: Vec<&str> = entries.iter().map(|e| e.meta.id.as_str()).collect();
+    assert_eq!(ids, ["x", "y"]);
+    assert_eq!(entries[0], Entry::from(entry(2, "x")));
+    assert_eq!(
+        store.entries(&keys).unwrap(),
+        vec![Some(Entry::from(entry(2, "x"))), Some(Entry::from(entry(1, "y")))]
+    );
+    let mut visited = Vec::new();
+    store.for_each_key(|key, hash| visited.push((key, hash))).unwrap();
+    assert_eq!(
+        visited,
+        vec![(keys[0], entry(2, "").hash), (keys[1], entry(1, "").hash)]
+    );
+}
+
+#[test]
+fn replacing_updates_metadata_and_keeps_the_first_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let bank = store
-        .create_bank(BankName::new("B").unwrap(), settings(), 0)
-        .unwrap();
-    store.upsert_entries(bank.id, &[entry(1, "old")], true).unwrap();
+    let bank = open_bank(&store, "B");
+    let keys = add(&store, bank.id, &[entry(1, "old")]);
     let mut again = entry(1, "new");
     again.meta.added_at_ms = 9999;
-    let outcome = store.upsert_entries(bank.id, &[again], true).unwrap();
-    assert_eq!(
-        outcome,
-        UpsertOutcome {
-            added: vec![],
-            updated: 1
-        }
-    );
+    let written = store
+        .write_entries(bank.id, &[], &[(keys[0], &again)], true)
+        .unwrap();
+    assert!(written.is_empty());
     let entries = all_entries(&store, bank.id);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].meta.id, "new");
     assert_eq!(entries[0].meta.added_at_ms, 1000);
-    // The old id no longer leads to the entry; the new one does.
+    assert_eq!(store.load_banks().unwrap()[0].1, 1);
+    // The old id no longer finds the entry; the new one does.
     assert!(
         store
             .remove_entries(bank.id, &[], &["old".into()])
@@ -78,36 +92,52 @@ fn readding_updates_metadata_and_keeps_the_first_time() {
             .is_empty()
     );
     assert_eq!(
-        store.remove_entries(bank.id, &[], &["new".into()]).unwrap().len(),
-        1
+        store.remove_entries(bank.id, &[], &["new".into()]).unwrap(),
+        vec![(keys[0], again.hash)]
     );
     assert_eq!(store.load_banks().unwrap()[0].1, 0);
 }
 
 #[test]
-fn removal_by_hash_and_id_and_bank_deletion() {
+fn replacing_a_missing_entry_is_reported_as_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let a = store
-        .create_bank(BankName::new("A").unwrap(), settings(), 0)
-        .unwrap();
-    let b = store
-        .create_bank(BankName::new("B").unwrap(), settings(), 0)
-        .unwrap();
+    let bank = open_bank(&store, "B");
+    let missing = EntryKey {
+        bank: bank.id,
+        seq: 42,
+    };
+    assert!(matches!(
+        store.write_entries(bank.id, &[], &[(missing, &entry(1, ""))], true),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn removal_by_sequence_number_and_id_and_bank_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = open_bank(&store, "A");
+    let b = open_bank(&store, "B");
     assert_ne!(a.id, b.id);
-    store
-        .upsert_entries(a.id, &[entry(1, "m"), entry(2, "m"), entry(3, "n")], true)
-        .unwrap();
-    store.upsert_entries(b.id, &[entry(1, "m")], true).unwrap();
+    let keys = add(&store, a.id, &[entry(1, "m"), entry(2, "m"), entry(3, "n")]);
+    add(&store, b.id, &[entry(1, "m")]);
 
     let removed = store.remove_entries(a.id, &[], &["m".into()]).unwrap();
-    assert_eq!(removed.len(), 2);
-    let third = entry(3, "").hash;
     assert_eq!(
-        store.remove_entries(a.id, &[third, third], &[]).unwrap(),
+        removed,
+        vec![(keys[0], entry(1, "").hash), (keys[1], entry(2, "").hash)]
+    );
+    // A sequence number given twice, or one already removed, removes nothing more.
+    let third = (keys[2], entry(3, "").hash);
+    assert_eq!(
+        store
+            .remove_entries(a.id, &[keys[2].seq, keys[2].seq, keys[0].seq], &[])
+            .unwrap(),
         vec![third]
     );
     assert!(all_entries(&store, a.id).is_empty());
+    assert_eq!(store.entries(&keys).unwrap(), vec![None, None, None]);
     // Bank B is untouched by A's removals.
     assert_eq!(all_entries(&store, b.id).len(), 1);
 
@@ -120,35 +150,47 @@ fn removal_by_hash_and_id_and_bank_deletion() {
 }
 
 #[test]
+fn sequence_numbers_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = Store::open(dir.path()).unwrap();
+        let bank = open_bank(&store, "A");
+        let first = add(&store, bank.id, &[entry(1, "")])[0];
+        store.remove_entries(bank.id, &[first.seq], &[]).unwrap();
+        first
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let second = add(&store, first.bank, &[entry(1, "")])[0];
+    assert!(second.seq > first.seq);
+}
+
+#[test]
 fn duplicate_bank_names_are_refused_and_ids_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let first = store
-        .create_bank(BankName::new("A").unwrap(), settings(), 0)
-        .unwrap();
+    let first = open_bank(&store, "A");
     assert!(matches!(
         store.create_bank(BankName::new("A").unwrap(), settings(), 0),
         Err(StoreError::BankExists(_))
     ));
     store.delete_bank(first.id).unwrap();
-    let second = store
-        .create_bank(BankName::new("A").unwrap(), settings(), 0)
-        .unwrap();
+    let second = open_bank(&store, "A");
     assert!(second.id > first.id);
 }
 
 #[test]
-fn non_durable_batches_are_readable_and_sync_commits_them() {
+fn a_durable_commit_makes_earlier_non_durable_ones_durable() {
     let dir = tempfile::tempdir().unwrap();
+    let bank = {
+        let store = Store::open(dir.path()).unwrap();
+        let bank = open_bank(&store, "A");
+        let first = entry(7, "");
+        store.write_entries(bank.id, &[&first], &[], false).unwrap();
+        add(&store, bank.id, &[entry(8, "")]);
+        bank
+    };
     let store = Store::open(dir.path()).unwrap();
-    let bank = store
-        .create_bank(BankName::new("A").unwrap(), settings(), 0)
-        .unwrap();
-    store.upsert_entries(bank.id, &[entry(7, "")], false).unwrap();
-    store.sync().unwrap();
-    drop(store);
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(all_entries(&store, bank.id).len(), 1);
+    assert_eq!(all_entries(&store, bank.id).len(), 2);
 }
 
 #[test]
@@ -168,4 +210,60 @@ fn a_store_of_another_schema_version_is_refused() {
         Store::open(dir.path()),
         Err(StoreError::SchemaVersion { found: 99, .. })
     ));
+}
+
+#[test]
+fn a_version_1_store_is_migrated_on_open() {
+    use migrate::v1;
+    let dir = tempfile::tempdir().unwrap();
+    let bank = Bank {
+        id: BankId(3),
+        name: BankName::new("OLD").unwrap(),
+        settings: settings(),
+        created_at_ms: 1,
+    };
+    let entries = [entry(9, "p"), entry(4, "q")];
+    {
+        // What version 1 wrote: hash-keyed entries, an id table, no sequence counter.
+        let db = Database::create(dir.path().join(DATABASE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_SCHEMA_VERSION, 1u32.to_be_bytes().as_slice())
+                .unwrap();
+            meta.insert(META_HASHER_CONFIG, imghash::describe_configuration().as_bytes())
+                .unwrap();
+            meta.insert(META_NEXT_BANK_ID, 4u32.to_be_bytes().as_slice())
+                .unwrap();
+            txn.open_table(BANKS)
+                .unwrap()
+                .insert(3, encode(&bank).as_slice())
+                .unwrap();
+            txn.open_table(COUNTS).unwrap().insert(3, 2).unwrap();
+            let mut old = txn.open_table(v1::ENTRIES).unwrap();
+            let mut ids = txn.open_multimap_table(v1::ENTRY_IDS).unwrap();
+            for entry in &entries {
+                let key = v1::key(bank.id, &entry.hash);
+                old.insert(key.as_slice(), encode(&entry.meta).as_slice())
+                    .unwrap();
+                ids.insert(b"x".as_slice(), key.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
+    // Version 1 kept entries in hash order.
+    let migrated = all_entries(&store, bank.id);
+    assert_eq!(
+        migrated,
+        vec![Entry::from(entries[1].clone()), Entry::from(entries[0].clone())]
+    );
+    // New entries continue after the migrated ones.
+    let next = add(&store, bank.id, &[entry(5, "r")])[0];
+    assert_eq!(next.seq, 2);
+    drop(store);
+    // Reopening finds the current version: nothing is migrated twice.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(all_entries(&store, bank.id).len(), 3);
 }
