@@ -181,6 +181,12 @@ impl Matcher {
 
     fn rebuild_index(&self) -> Result<(), Error> {
         const BATCH: usize = 65_536;
+        // Room for every entry in each engine, as the store does not count them by algorithm:
+        // what an engine does not fill is address space, never touched, so never resident.
+        let stored: u64 = self.entry_counts.iter().map(|count| *count).sum();
+        for algorithm in Algorithm::ALL {
+            self.index.get(algorithm).reserve(stored as usize);
+        }
         let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
         self.store.for_each_key(|key, hash| {
             let batch = batches.entry(hash.algorithm()).or_default();

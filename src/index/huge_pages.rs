@@ -29,3 +29,12 @@ pub(super) fn advise<T>(values: &Vec<T>) {
     #[cfg(not(target_os = "linux"))]
     let _ = values;
 }
+
+/// Moves `values` to a new allocation of `capacity`, backed by huge pages. Growing in place
+/// would keep the pages already touched at their small size: `realloc` moves them as they are.
+pub(super) fn reallocate<T: Copy>(values: &mut Vec<T>, capacity: usize) {
+    let mut moved = Vec::with_capacity(capacity.max(values.len()));
+    advise(&moved);
+    moved.extend_from_slice(values);
+    *values = moved;
+}

@@ -319,12 +319,10 @@ impl<const WORDS: usize> State<WORDS> {
 
     /// Makes room for `additional` more slots, in memory backed by huge pages.
     fn reserve(&mut self, additional: usize) {
-        let capacity = self.codes.capacity();
-        self.codes.reserve(additional);
-        self.owners.reserve(additional);
-        if self.codes.capacity() != capacity {
-            huge_pages::advise(&self.codes);
-            huge_pages::advise(&self.owners);
+        if self.codes.capacity() - self.codes.len() < additional {
+            let capacity = (self.codes.len() + additional).max(2 * self.codes.capacity());
+            huge_pages::reallocate(&mut self.codes, capacity);
+            huge_pages::reallocate(&mut self.owners, capacity);
         }
     }
 
@@ -369,10 +367,8 @@ impl<const WORDS: usize> State<WORDS> {
         }
         self.codes.truncate(kept);
         self.owners.truncate(kept);
-        self.codes.shrink_to_fit();
-        self.owners.shrink_to_fit();
-        huge_pages::advise(&self.codes);
-        huge_pages::advise(&self.owners);
+        huge_pages::reallocate(&mut self.codes, kept);
+        huge_pages::reallocate(&mut self.owners, kept);
     }
 
     /// Calls `emit(distance, slot)` for every live slot in `slots` within `radius` of `query`.
@@ -650,6 +646,47 @@ impl Layout {
     fn entry(&self, slot: usize, key: u32) -> u32 {
         ((slot as u32) << self.low_bits) | (key & self.low_mask())
     }
+
+    /// Counts the live slots `from..` of `codes` by bucket: bucket `b`'s count is added to
+    /// `offsets[b + 1]`.
+    fn count<const WORDS: usize>(
+        &self,
+        codes: &[[u64; WORDS]],
+        owners: &[u64],
+        from: usize,
+        offsets: &mut [u32],
+    ) {
+        for (code, owner) in codes[from..].iter().zip(&owners[from..]) {
+            if *owner != DEAD {
+                offsets[(self.key(code) >> self.low_bits) as usize + 1] += 1;
+            }
+        }
+    }
+
+    /// Writes the entries of the live slots `from..` of `codes`, bucket `b`'s from
+    /// `offsets[b]` on, and fills each bucket exactly up to where the next starts. `offsets`
+    /// serves as the cursors, and holds the buckets' starts on return.
+    fn place<const WORDS: usize>(
+        &self,
+        codes: &[[u64; WORDS]],
+        owners: &[u64],
+        from: usize,
+        entries: &mut [u32],
+        offsets: &mut [u32],
+    ) {
+        for (slot, (code, owner)) in codes.iter().zip(owners).enumerate().skip(from) {
+            if *owner != DEAD {
+                let key = self.key(code);
+                let cursor = &mut offsets[(key >> self.low_bits) as usize];
+                entries[*cursor as usize] = self.entry(slot, key);
+                *cursor += 1;
+            }
+        }
+        // Each cursor stopped where the next bucket starts: shift them back into starts.
+        let buckets = offsets.len() - 1;
+        offsets.copy_within(0..buckets, 1);
+        offsets[0] = 0;
+    }
 }
 
 impl Chunk {
@@ -663,25 +700,13 @@ impl Chunk {
         let buckets = 1usize << (layout.bits - layout.low_bits);
         let mut offsets = vec![0u32; buckets + 1];
         huge_pages::advise(&offsets);
-        for (code, owner) in codes.iter().zip(owners) {
-            if *owner != DEAD {
-                offsets[(layout.key(code) >> layout.low_bits) as usize + 1] += 1;
-            }
-        }
+        layout.count(codes, owners, 0, &mut offsets);
         for bucket in 0..buckets {
             offsets[bucket + 1] += offsets[bucket];
         }
-        let mut next = offsets.clone();
         let mut entries = vec![0u32; live];
         huge_pages::advise(&entries);
-        for (slot, (code, owner)) in codes.iter().zip(owners).enumerate() {
-            if *owner != DEAD {
-                let key = layout.key(code);
-                let cursor = &mut next[(key >> layout.low_bits) as usize];
-                entries[*cursor as usize] = layout.entry(slot, key);
-                *cursor += 1;
-            }
-        }
+        layout.place(codes, owners, 0, &mut entries, &mut offsets);
         Chunk {
             layout,
             offsets,
@@ -697,11 +722,7 @@ impl Chunk {
         let buckets = self.offsets.len() - 1;
         let mut offsets = vec![0u32; buckets + 1];
         huge_pages::advise(&offsets);
-        for (code, owner) in codes[from..].iter().zip(&owners[from..]) {
-            if *owner != DEAD {
-                offsets[(layout.key(code) >> layout.low_bits) as usize + 1] += 1;
-            }
-        }
+        layout.count(codes, owners, from, &mut offsets);
         // Each bucket now starts after the previous one's old and new entries.
         for bucket in 0..buckets {
             let old = self.offsets[bucket + 1] - self.offsets[bucket];
@@ -709,21 +730,13 @@ impl Chunk {
         }
         let mut entries = vec![0u32; offsets[buckets] as usize];
         huge_pages::advise(&entries);
-        let mut next = Vec::with_capacity(buckets);
-        for (old_range, &at) in self.offsets.windows(2).zip(&offsets) {
+        for (old_range, at) in self.offsets.windows(2).zip(&mut offsets) {
             let old = &self.entries[old_range[0] as usize..old_range[1] as usize];
-            let at = at as usize;
-            entries[at..at + old.len()].copy_from_slice(old);
-            next.push((at + old.len()) as u32);
+            let start = *at as usize;
+            entries[start..start + old.len()].copy_from_slice(old);
+            *at += old.len() as u32;
         }
-        for (slot, (code, owner)) in codes.iter().zip(owners).enumerate().skip(from) {
-            if *owner != DEAD {
-                let key = layout.key(code);
-                let cursor = &mut next[(key >> layout.low_bits) as usize];
-                entries[*cursor as usize] = layout.entry(slot, key);
-                *cursor += 1;
-            }
-        }
+        layout.place(codes, owners, from, &mut entries, &mut offsets);
         Chunk {
             layout,
             offsets,
@@ -891,6 +904,11 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
 
     fn settle(&self) {
         MihIndex::settle(self);
+    }
+
+    fn reserve(&self, additional: usize) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.write().reserve(additional);
     }
 
     fn insert(&self, hash: &HashValue, key: EntryKey) -> bool {

@@ -47,6 +47,10 @@ pub trait HashIndex: Send + Sync {
         self.insert_many(entries);
     }
 
+    /// Makes room for `additional` more entries ahead of a bulk load, so that the engine's
+    /// arrays are not copied as they grow.
+    fn reserve(&self, _additional: usize) {}
+
     /// Like [`HashIndex::insert_new`], for a bulk load such as a store's at start-up: the
     /// engine may defer all upkeep until [`HashIndex::settle`], which must follow.
     fn load_distinct(&self, entries: &[(HashValue, EntryKey)]) {

@@ -97,7 +97,7 @@ pub struct Store {
 /// memory of a server whose index already holds what checks need. Loads append to the end of
 /// the entries' B-tree and checks read only the metadata of matches, so a small cache serves
 /// both.
-pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
 
 impl Store {
     /// Opens (or creates) the store in `dir`, checking its schema and hasher configuration.
