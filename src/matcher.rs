@@ -311,21 +311,27 @@ impl Matcher {
         let id = self.catalog().get(name)?.id;
         // Under the write lock the index equals the store, so it tells new hashes from stored
         // ones. A hash seen earlier in this batch takes the later row's metadata.
+        enum Seen {
+            New(usize),
+            Replaced(usize),
+        }
         let mut new: Vec<&NewEntry> = Vec::new();
         let mut replaced: Vec<(EntryKey, &NewEntry)> = Vec::new();
-        let mut new_positions: foldhash::HashMap<HashValue, usize> = foldhash::HashMap::default();
-        let mut replaced_positions: foldhash::HashMap<HashValue, usize> = foldhash::HashMap::default();
+        let mut seen: foldhash::HashMap<HashValue, Seen> = foldhash::HashMap::default();
         for entry in entries {
-            if let Some(&position) = new_positions.get(&entry.hash) {
-                new[position] = entry;
-            } else if let Some(&position) = replaced_positions.get(&entry.hash) {
-                replaced[position].1 = entry;
-            } else if let Some(key) = self.index.get(entry.hash.algorithm()).get(&entry.hash, id) {
-                replaced_positions.insert(entry.hash, replaced.len());
-                replaced.push((key, entry));
-            } else {
-                new_positions.insert(entry.hash, new.len());
-                new.push(entry);
+            match seen.get(&entry.hash) {
+                Some(Seen::New(position)) => new[*position] = entry,
+                Some(Seen::Replaced(position)) => replaced[*position].1 = entry,
+                None => match self.index.get(entry.hash.algorithm()).get(&entry.hash, id) {
+                    Some(key) => {
+                        seen.insert(entry.hash, Seen::Replaced(replaced.len()));
+                        replaced.push((key, entry));
+                    }
+                    None => {
+                        seen.insert(entry.hash, Seen::New(new.len()));
+                        new.push(entry);
+                    }
+                },
             }
         }
         let keys = self.store.write_entries(id, &new, &replaced, durable)?;

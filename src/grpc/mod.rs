@@ -68,8 +68,9 @@ pub async fn serve(
 }
 
 /// Connections accepted from `listener`, with `TCP_NODELAY` set. tonic sets it only on
-/// listeners it binds itself; without it a response's frames wait behind Nagle's algorithm for
-/// the peer's acknowledgement, which added about a millisecond to every call.
+/// listeners it binds itself; without it a response's frames can wait behind Nagle's algorithm
+/// for the peer's acknowledgement (measured with 32 calls in flight: 11k CheckHashes calls/s
+/// without, 16k with).
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }

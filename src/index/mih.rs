@@ -14,9 +14,10 @@
 //! A probe visits each bucket within the chunk's radius once and keeps the entries whose low
 //! bits are within what the radius leaves, so keys sharing a bucket cost one visit. The large
 //! arrays ask for huge pages (`index::huge_pages`).
-//! New codes go to a short tail that searches scan linearly; when the tail grows, the tables
-//! are rebuilt by counting sort while searches carry on under the read lock. Removals mark a
-//! slot dead at once; dead slots are dropped when they make up half the vector.
+//! New codes go to a short tail that searches scan linearly; when the tail grows, it is folded
+//! into the tables (extending them bucket by bucket, or rebuilding them by counting sort when
+//! the size calls for another layout) while searches carry on under the read lock. Removals
+//! mark a slot dead at once; dead slots are dropped when they make up half the vector.
 
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -35,6 +35,8 @@ const TOO_MANY_ERRORS: u8 = 3;
 
 /// An open-loop call claimed this long after it was due found every worker busy.
 const LATE: Duration = Duration::from_millis(1);
+/// The resolution of tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 #[derive(Debug, clap::Args)]
 pub struct LoadtestArgs {
@@ -273,6 +275,10 @@ async fn run_phase(
     name: &str,
     quiet: bool,
 ) -> Result<(Recorder, Duration), String> {
+    // Each worker's record is made before the clock starts: making them is not load.
+    let recorders = (0..workers)
+        .map(|_| Recorder::new())
+        .collect::<Result<Vec<_>, _>>()?;
     let schedule = Arc::new(Schedule::new(Instant::now(), stop, pace));
     let live = Arc::new(Live::default());
     let progress = progress_bar(quiet, stop, name);
@@ -282,10 +288,18 @@ async fn run_phase(
         live.clone(),
         stop,
     ));
-    let handles: Vec<_> = (0..workers as u64)
-        .map(|worker| {
+    let handles: Vec<_> = recorders
+        .into_iter()
+        .zip(0..workers as u64)
+        .map(|(recorder, worker)| {
             let seed = worker_seed(shared.seed, phase * workers as u64 + worker);
-            tokio::spawn(work(shared.clone(), schedule.clone(), live.clone(), seed))
+            tokio::spawn(work(
+                shared.clone(),
+                schedule.clone(),
+                live.clone(),
+                recorder,
+                seed,
+            ))
         })
         .collect();
     let mut merged = Recorder::new()?;
@@ -309,9 +323,9 @@ async fn work(
     shared: Arc<Shared>,
     schedule: Arc<Schedule>,
     live: Arc<Live>,
+    mut recorder: Recorder,
     seed: u64,
 ) -> Result<Recorder, String> {
-    let mut recorder = Recorder::new()?;
     let mut rng = Rng::new(seed);
     while !shared.interrupted.load(Ordering::Relaxed)
         && let Some(due) = schedule.claim()
@@ -320,14 +334,18 @@ async fn work(
         if schedule.is_open_loop() && due.elapsed() > LATE {
             recorder.record_late_start();
         }
-        // Only when the call is due later: tokio's timer rounds a deadline up to its next
-        // millisecond tick, so sleeping until a moment already past still waits up to 1 ms.
-        if due > Instant::now() {
-            tokio::time::sleep_until(due.into()).await;
+        // tokio's timer fires on millisecond ticks, rounding a deadline up: sleeping until the
+        // due time would start calls up to 1 ms late and count that as the server's latency.
+        // So a call starts up to 1 ms early instead, and its latency counts from when it was
+        // sent, or from when it was due if it went out late.
+        let wake = due.checked_sub(TIMER_TICK).unwrap_or(due);
+        if wake > Instant::now() {
+            tokio::time::sleep_until(wake.into()).await;
         }
+        let sent = Instant::now().min(due);
         let kind = shared.mix.pick(&mut rng);
         let outcome: Outcome = calls::call(kind, &shared.clients, &shared.workload, &mut rng).await;
-        let latency = due.elapsed();
+        let latency = sent.elapsed();
         live.calls.fetch_add(1, Ordering::Relaxed);
         if outcome.status.is_err() {
             live.errors.fetch_add(1, Ordering::Relaxed);

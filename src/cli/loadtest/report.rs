@@ -62,15 +62,21 @@ impl KindStats {
             errors: BTreeMap::new(),
             item_errors: BTreeMap::new(),
             verdicts: BTreeMap::new(),
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .map_err(|e| format!("cannot make a latency histogram: {e}"))?,
+            // Auto-resizing: it starts at 16 KiB and grows to the largest latency recorded.
+            // A fixed range up to an hour took 188 KiB per kind and worker, and zeroing those
+            // for 256 workers stalled the start of a run by 80 ms.
+            latency: Histogram::new(3).map_err(|e| format!("cannot make a latency histogram: {e}"))?,
         })
     }
 
     fn record(&mut self, latency: Duration, outcome: &Outcome) {
         self.calls += 1;
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+        let micros = micros.clamp(1, MAX_LATENCY_US);
+        // `record` grows the histogram to fit; `saturating_record` would cap it at its size.
+        if self.latency.record(micros).is_err() {
+            self.latency.saturating_record(micros);
+        }
         match outcome.status {
             Ok(()) => self.ok += 1,
             Err(code) => *self.errors.entry(code_name(code)).or_default() += 1,
@@ -503,6 +509,19 @@ mod tests {
         assert_eq!(value["latency_us"]["p999"], 700);
         assert_eq!(value["setup"]["mode"], "closed");
         assert!(recorder.kinds[0].errors.is_empty());
+    }
+
+    #[test]
+    fn latencies_past_the_histogram_s_first_range_are_recorded_exactly() {
+        let mut recorder = Recorder::new().unwrap();
+        for millis in [50, 1, 2_000] {
+            recorder.record(Kind::Hashes, Duration::from_millis(millis), &ok(1, vec![]));
+        }
+        let report = Report::new(setup(), &recorder, Duration::from_secs(1)).unwrap();
+        let max = report.total.latency_us.max;
+        assert!((1_999_000..=2_001_000).contains(&max), "max {max} µs");
+        let p50 = report.total.latency_us.p50;
+        assert!((49_900..=50_100).contains(&p50), "p50 {p50} µs");
     }
 
     #[test]
