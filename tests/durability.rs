@@ -1,35 +1,12 @@
 //! An acknowledged write survives `kill -9`: the real binary is killed right after answering,
 //! restarted on the same data directory, and must still match what it acknowledged.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::ServerProcess;
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;
-
-/// Starts `hashsieve serve` on a free port and returns it with its address, read from its log.
-fn start(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hashsieve"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines.next().expect("server exited before serving").unwrap();
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{address}"))
-}
 
 fn pdq(i: u32) -> String {
     format!(
@@ -41,8 +18,8 @@ fn pdq(i: u32) -> String {
 #[tokio::test]
 async fn acknowledged_entries_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = start(dir.path());
-    let mut banks = BanksClient::connect(url.clone()).await.unwrap();
+    let server = ServerProcess::start(dir.path());
+    let mut banks = BanksClient::connect(server.url.clone()).await.unwrap();
     let bank = pb::Bank {
         name: "TVEC".into(),
         action: pb::Action::Block as i32,
@@ -74,11 +51,10 @@ async fn acknowledged_entries_survive_kill_9() {
         .unwrap()
         .into_inner();
     assert_eq!(response.added, 25_000);
-    child.kill().unwrap(); // SIGKILL: no shutdown, no flush.
-    child.wait().unwrap();
+    server.kill();
 
-    let (mut child, url) = start(dir.path());
-    let bank = BanksClient::connect(url.clone())
+    let server = ServerProcess::start(dir.path());
+    let bank = BanksClient::connect(server.url.clone())
         .await
         .unwrap()
         .get_bank(pb::GetBankRequest { name: "TVEC".into() })
@@ -86,7 +62,7 @@ async fn acknowledged_entries_survive_kill_9() {
         .unwrap()
         .into_inner();
     assert_eq!(bank.entry_count, 25_000);
-    let mut matcher = MatcherClient::connect(url).await.unwrap();
+    let mut matcher = MatcherClient::connect(server.url.clone()).await.unwrap();
     for i in [0, 12_345, 24_999] {
         let request = pb::CheckHashesRequest {
             hashes: vec![pb::HashValue {
@@ -98,6 +74,5 @@ async fn acknowledged_entries_survive_kill_9() {
         let response = matcher.check_hashes(request).await.unwrap().into_inner();
         assert_eq!(response.verdict, pb::Verdict::Block as i32, "entry {i} lost");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }

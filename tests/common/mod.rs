@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use hashsieve::matcher::{Matcher, MatcherConfig};
@@ -83,4 +85,52 @@ pub fn testdata(path: &str) -> PathBuf {
 
 pub fn read_testdata(path: &str) -> Vec<u8> {
     std::fs::read(testdata(path)).unwrap()
+}
+
+/// The real `hashsieve serve` binary on a free port, for the tests that kill it.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `data_dir` and waits until it serves (its log names the address).
+    pub fn start(data_dir: &Path) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let address = loop {
+            let line = lines.next().expect("server exited before serving").unwrap();
+            if let Some(rest) = line.split("address=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A test that fails still kills its server, so no process outlives the test run.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
