@@ -357,6 +357,14 @@ impl Matcher {
         })
     }
 
+    /// Makes every write so far durable, those of a load cut short included: the last thing a
+    /// server does on a graceful shutdown.
+    pub fn flush(&self) -> Result<(), Error> {
+        let _writes = self.lock_writes();
+        self.store.sync()?;
+        Ok(())
+    }
+
     /// Hashes an image and adds its hashes to a bank.
     pub fn add_image(
         &self,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
 
-use super::CliResult;
+use super::{CliResult, parse_duration};
+use crate::grpc::ServeConfig;
 use crate::matcher::{Matcher, MatcherConfig};
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +29,10 @@ pub struct ServeArgs {
     /// matches, so a small one serves; more helps exports and removals by id of large banks.
     #[arg(long, default_value_t = MatcherConfig::new(".").store_cache_bytes >> 20)]
     store_cache_mb: usize,
+    /// On SIGTERM or Ctrl-C, how long calls in flight may take to finish (e.g. `20s`,
+    /// `500ms`) before the server stops anyway.
+    #[arg(long, env = "HASHSIEVE_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "20s")]
+    shutdown_grace: std::time::Duration,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
     #[arg(long, default_value_t = 50)]
     min_add_quality: u8,
@@ -59,9 +64,17 @@ pub fn run(args: ServeArgs) -> CliResult {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, data_dir = %args.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "serving");
-        crate::grpc::serve(listener, Arc::new(matcher), shutdown_signal())
+        let matcher = Arc::new(matcher);
+        let config = ServeConfig {
+            shutdown_grace: args.shutdown_grace,
+        };
+        crate::grpc::serve(listener, matcher.clone(), config, shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))?;
+        tokio::task::spawn_blocking(move || matcher.flush())
+            .await
+            .map_err(|e| format!("flushing the store failed: {e}"))?
+            .map_err(|e| format!("cannot flush the store: {}", super::error_chain(&e)))?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

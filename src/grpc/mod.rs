@@ -12,6 +12,7 @@ mod status;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -32,10 +33,28 @@ fn max_message_bytes(matcher: &Matcher) -> usize {
     matcher.config().decode_limits.max_input_bytes.saturating_mul(2) + (1 << 20)
 }
 
-/// Serves every service on `listener` until `shutdown` completes, then drains in-flight calls.
+/// How the server runs, beyond the matcher's own settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Serves every service on `listener` until `shutdown` completes, then shuts down gracefully:
+/// health turns NOT_SERVING, new connections and calls are refused (HTTP/2 GOAWAY), and calls
+/// in flight may finish for up to `config.shutdown_grace` before the server stops regardless.
 pub async fn serve(
     listener: TcpListener,
     matcher: Arc<Matcher>,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let max_bytes = max_message_bytes(&matcher);
@@ -57,14 +76,47 @@ pub async fn serve(
     let banks_service =
         proto::banks_server::BanksServer::new(BanksService::new(core)).max_decoding_message_size(max_bytes);
 
-    tonic::transport::Server::builder()
+    let (drain, draining) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(matcher_service)
         .add_service(banks_service)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await?;
-    Ok(())
+        .serve_with_incoming_shutdown(incoming(listener), async {
+            let _ = draining.await;
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        () = shutdown => {}
+    }
+    // Load balancers and probes see NOT_SERVING first; then tonic refuses new calls and waits
+    // for the ones in flight.
+    let services = [
+        "",
+        proto::matcher_server::SERVICE_NAME,
+        proto::banks_server::SERVICE_NAME,
+    ];
+    for service in services {
+        health_reporter
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    tracing::info!(
+        grace_s = config.shutdown_grace.as_secs_f64(),
+        "draining in-flight calls"
+    );
+    let _ = drain.send(());
+    match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::warn!(
+                grace_s = config.shutdown_grace.as_secs_f64(),
+                "calls still in flight after the shutdown grace period: stopping anyway"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Connections accepted from `listener`, with `TCP_NODELAY` set. tonic sets it only on

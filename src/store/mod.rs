@@ -310,6 +310,12 @@ impl Store {
         Ok(keys)
     }
 
+    /// Makes every earlier non-durable commit durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.begin_write()?.commit()?;
+        Ok(())
+    }
+
     /// Removes the entries at `seqs` and those whose external id is one of `external_ids`
     /// (which scans the bank), in one transaction; returns what it removed.
     pub fn remove_entries(

@@ -32,7 +32,7 @@ impl TestServer {
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            hashsieve::grpc::serve(listener, Arc::new(matcher), async {
+            hashsieve::grpc::serve(listener, Arc::new(matcher), Default::default(), async {
                 let _ = stopped.await;
             })
             .await
@@ -96,9 +96,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary on `data_dir` and waits until it serves (its log names the address).
     pub fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with more `serve` arguments.
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hashsieve"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -124,6 +130,27 @@ impl ServerProcess {
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(self) {
         drop(self);
+    }
+
+    /// SIGTERM, as container runtimes send to stop a process.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit, and returns how it did.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
     }
 }
 

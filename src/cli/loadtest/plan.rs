@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::cli::parse_duration;
+
 use crate::hash::{Algorithm, HashValue};
 use crate::hashlist::HashListReader;
 
@@ -112,30 +114,6 @@ impl std::str::FromStr for Mix {
         }
         Ok(Mix { weights })
     }
-}
-
-/// Parses `30s`, `2m`, `500ms`, `1.5h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let seconds_per_unit = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown time unit {other:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms"))?;
-    Duration::try_from_secs_f64(number * seconds_per_unit).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// When a phase of the test ends.
