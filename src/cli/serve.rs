@@ -20,21 +20,31 @@ pub struct ServeArgs {
     #[arg(long, env = "HASHSIEVE_DATA_DIR", default_value = "./hashsieve-data")]
     data_dir: PathBuf,
     /// Largest accepted image, in bytes.
-    #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_input_bytes)]
+    #[arg(long, env = "HASHSIEVE_MAX_IMAGE_BYTES", default_value_t = MatcherConfig::new(".").decode_limits.max_input_bytes)]
     max_image_bytes: usize,
     /// Largest accepted image, in pixels (width × height), checked before decoding.
-    #[arg(long, default_value_t = MatcherConfig::new(".").decode_limits.max_pixels)]
+    #[arg(long, env = "HASHSIEVE_MAX_IMAGE_PIXELS", default_value_t = MatcherConfig::new(".").decode_limits.max_pixels)]
     max_image_pixels: u64,
     /// The store's page cache, in MiB. Loads append and checks read only the metadata of
     /// matches, so a small one serves; more helps exports and removals by id of large banks.
-    #[arg(long, default_value_t = MatcherConfig::new(".").store_cache_bytes >> 20)]
+    #[arg(long, env = "HASHSIEVE_STORE_CACHE_MB", default_value_t = MatcherConfig::new(".").store_cache_bytes >> 20)]
     store_cache_mb: usize,
     /// On SIGTERM or Ctrl-C, how long calls in flight may take to finish (e.g. `20s`,
     /// `500ms`) before the server stops anyway.
     #[arg(long, env = "HASHSIEVE_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "20s")]
     shutdown_grace: std::time::Duration,
+    /// Core work (decoding, hashing, writes) running at once [default: twice the cores].
+    #[arg(long, env = "HASHSIEVE_CPU_WORKERS")]
+    cpu_workers: Option<usize>,
+    /// Image checks running or waiting at once; past this a check is refused with
+    /// RESOURCE_EXHAUSTED rather than queued [default: 16 per core].
+    #[arg(long, env = "HASHSIEVE_MAX_PENDING_CHECKS")]
+    max_pending_checks: Option<usize>,
+    /// Largest request message in bytes [default: twice --max-image-bytes, plus 1 MiB].
+    #[arg(long, env = "HASHSIEVE_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<usize>,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "HASHSIEVE_MIN_ADD_QUALITY", default_value_t = 50)]
     min_add_quality: u8,
 }
 
@@ -65,8 +75,12 @@ pub fn run(args: ServeArgs) -> CliResult {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, data_dir = %args.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "serving");
         let matcher = Arc::new(matcher);
+        let defaults = ServeConfig::default();
         let config = ServeConfig {
             shutdown_grace: args.shutdown_grace,
+            cpu_workers: args.cpu_workers.unwrap_or(defaults.cpu_workers),
+            max_pending_checks: args.max_pending_checks.unwrap_or(defaults.max_pending_checks),
+            max_message_bytes: args.max_message_bytes,
         };
         crate::grpc::serve(listener, matcher.clone(), config, shutdown_signal())
             .await

@@ -42,7 +42,7 @@ fn image_check(request: &pb::CheckImageRequest) -> Result<ImageCheck, Error> {
 
 async fn check_image(core: Core, request: pb::CheckImageRequest) -> Result<pb::CheckResponse, Status> {
     let check = image_check(&request)?;
-    core.run(move |matcher| {
+    core.run_check(move |matcher| {
         matcher
             .check_image(&request.image, &check)
             .map(|o| convert::check_response(&o))
@@ -64,7 +64,7 @@ async fn check_hashes(core: Core, request: pb::CheckHashesRequest) -> Result<pb:
     if request.hashes.len() <= INLINE_MAX_HASHES {
         core.run_inline(work)
     } else {
-        core.run(work).await
+        core.run_check(work).await
     }
 }
 
@@ -171,7 +171,7 @@ impl pb::matcher_server::Matcher for MatcherService {
         };
         let hashes = self
             .core
-            .run(move |matcher| matcher.hash_image(&request.image, &options))
+            .run_check(move |matcher| matcher.hash_image(&request.image, &options))
             .await?;
         let (width, height) = hashes.dimensions.unwrap_or((0, 0));
         Ok(Response::new(pb::HashImageResponse {

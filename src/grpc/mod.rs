@@ -26,11 +26,12 @@ pub use banks::BanksService;
 pub use check::MatcherService;
 pub use convert::algorithm_to_pb;
 
-/// Largest request message tonic reads. Twice the largest image, so that an image somewhat
-/// over the limit reaches the decoder and is refused with RESOURCE_EXHAUSTED and a message
-/// naming the limit; past this, tonic itself refuses the message (OUT_OF_RANGE).
-fn max_message_bytes(matcher: &Matcher) -> usize {
-    matcher.config().decode_limits.max_input_bytes.saturating_mul(2) + (1 << 20)
+/// Largest request message tonic reads (see [`ServeConfig::max_message_bytes`]); past it,
+/// tonic itself refuses the message (OUT_OF_RANGE).
+fn max_message_bytes(matcher: &Matcher, config: &ServeConfig) -> usize {
+    config
+        .max_message_bytes
+        .unwrap_or_else(|| matcher.config().decode_limits.max_input_bytes.saturating_mul(2) + (1 << 20))
 }
 
 /// How the server runs, beyond the matcher's own settings.
@@ -38,12 +39,27 @@ fn max_message_bytes(matcher: &Matcher) -> usize {
 pub struct ServeConfig {
     /// How long in-flight calls may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Core work (decoding, hashing, large searches, writes) running at once on the blocking
+    /// pool.
+    pub cpu_workers: usize,
+    /// Checks of images (and of many hashes) running or waiting for a worker; one more is
+    /// refused at once with RESOURCE_EXHAUSTED, so a burst cannot queue without bound (each
+    /// waiting check holds its image in memory).
+    pub max_pending_checks: usize,
+    /// Largest request message; `None` for twice the largest image plus 1 MiB, so that an
+    /// image somewhat over the limit still reaches the decoder and is refused with a message
+    /// naming the limit.
+    pub max_message_bytes: Option<usize>,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         ServeConfig {
             shutdown_grace: Duration::from_secs(20),
+            cpu_workers: 2 * cores,
+            max_pending_checks: 16 * cores,
+            max_message_bytes: None,
         }
     }
 }
@@ -57,7 +73,7 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let max_bytes = max_message_bytes(&matcher);
+    let max_bytes = max_message_bytes(&matcher, &config);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::matcher_server::MatcherServer<MatcherService>>()
@@ -70,7 +86,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let core = Core::new(matcher);
+    let core = Core::new(matcher, &config);
     let matcher_service = proto::matcher_server::MatcherServer::new(MatcherService::new(core.clone()))
         .max_decoding_message_size(max_bytes);
     let banks_service =
@@ -127,23 +143,25 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// The core as the services share it: the matcher, and a bound on the CPU work in flight.
+/// The core as the services share it: the matcher, and bounds on the CPU work in flight.
 ///
 /// Decoding one large image takes up to a few hundred megabytes for a second, so running every
 /// request's work at once would let a burst of uploads exhaust memory; instead work waits for
-/// one of a few permits (twice the cores), and gRPC flow control pushes back on clients.
+/// one of a few workers ([`ServeConfig::cpu_workers`]), and checks past
+/// [`ServeConfig::max_pending_checks`] are refused at once rather than queued.
 #[derive(Clone)]
 pub(crate) struct Core {
     matcher: Arc<Matcher>,
     cpu_permits: Arc<Semaphore>,
+    check_slots: Arc<Semaphore>,
 }
 
 impl Core {
-    fn new(matcher: Arc<Matcher>) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    fn new(matcher: Arc<Matcher>, config: &ServeConfig) -> Self {
         Core {
             matcher,
-            cpu_permits: Arc::new(Semaphore::new(cores * 2)),
+            cpu_permits: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
+            check_slots: Arc::new(Semaphore::new(config.max_pending_checks.max(1))),
         }
     }
 
@@ -154,6 +172,26 @@ impl Core {
         work: impl FnOnce(&Matcher) -> Result<T, crate::error::Error>,
     ) -> Result<T, Status> {
         work(&self.matcher).map_err(Status::from)
+    }
+
+    /// Runs a check on the blocking pool, or refuses it at once with RESOURCE_EXHAUSTED when
+    /// the pending checks are at their bound. A check whose caller's deadline passes while it
+    /// waits is dropped with its call (tonic honours `grpc-timeout`), never computed.
+    async fn run_check<T, F>(&self, work: F) -> Result<T, Status>
+    where
+        F: FnOnce(&Matcher) -> Result<T, crate::error::Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Ok(slot) = self.check_slots.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(
+                "the server is busy: too many checks in progress; retry with backoff",
+            ));
+        };
+        self.run(move |matcher| {
+            let _slot = slot;
+            work(matcher)
+        })
+        .await
     }
 
     /// Runs core work on the blocking pool, so the async threads stay responsive.

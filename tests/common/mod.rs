@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use hashsieve::grpc::ServeConfig;
 use hashsieve::matcher::{Matcher, MatcherConfig};
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;
@@ -27,12 +28,16 @@ impl TestServer {
     }
 
     pub async fn start_in(data_dir: tempfile::TempDir) -> TestServer {
+        Self::start_with(data_dir, ServeConfig::default()).await
+    }
+
+    pub async fn start_with(data_dir: tempfile::TempDir, config: ServeConfig) -> TestServer {
         let matcher = Matcher::open(MatcherConfig::new(data_dir.path())).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            hashsieve::grpc::serve(listener, Arc::new(matcher), Default::default(), async {
+            hashsieve::grpc::serve(listener, Arc::new(matcher), config, async {
                 let _ = stopped.await;
             })
             .await
