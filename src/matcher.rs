@@ -250,7 +250,6 @@ impl Matcher {
         let bank = self.store.create_bank(name, settings, now_ms())?;
         self.entry_counts.insert(bank.id, 0);
         self.replace_catalog(|banks| banks.push(bank.clone()));
-        tracing::info!(bank = %bank.name, "bank created");
         Ok(self.view(&bank))
     }
 
@@ -277,7 +276,6 @@ impl Matcher {
                 *slot = bank.clone();
             }
         });
-        tracing::info!(bank = %bank.name, "bank updated");
         Ok(self.view(&bank))
     }
 
@@ -292,7 +290,6 @@ impl Matcher {
         self.index.remove_bank(id);
         self.entry_counts.remove(&id);
         self.stats.remove(&id);
-        tracing::info!(bank = %name, entries = removed, "bank deleted");
         Ok(removed)
     }
 

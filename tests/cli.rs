@@ -391,3 +391,46 @@ fn loadtest_refuses_bad_arguments_before_sending_anything() {
         assert!(errors.contains(reason), "{args:?}: {errors}");
     }
 }
+
+#[tokio::test]
+async fn key_create_makes_a_key_the_server_accepts_and_clients_send() {
+    let output = hashsieve(&["key", "create", "--role", "admin", "--name", "ops"]);
+    assert!(output.status.success());
+    let printed = stdout(&output);
+    let value = |label: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.strip_prefix(label))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (key, line) = (value("key:"), value("line:"));
+    assert!(key.starts_with("hsk_") && key.len() == 68, "{key}");
+    assert!(line.starts_with("admin ops sha256:"), "{line}");
+    assert!(
+        !line.contains(&key),
+        "the configuration line must not hold the key"
+    );
+
+    let config = hashsieve::grpc::ServeConfig {
+        api_keys: hashsieve::grpc::ApiKeys::parse(&line).unwrap(),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), config).await;
+    let refused = against(&server.url(), &["bank", "create", "TVEC", "--action", "block"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"),
+        "{refused:?}"
+    );
+    let created = against(
+        &server.url(),
+        &["bank", "create", "TVEC", "--action", "block", "--api-key", &key],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+
+    let bad = hashsieve(&["key", "create", "--role", "admin", "--name", "two words"]);
+    assert!(!bad.status.success());
+}

@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod entries;
 mod hash;
+mod key;
 mod loadtest;
 mod matches;
 mod serve;
@@ -46,6 +47,9 @@ enum Command {
     Matches(matches::MatchesArgs),
     /// Drive a running server with check calls and report throughput and latency.
     Loadtest(loadtest::LoadtestArgs),
+    /// Make API keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// Runs a parsed command line; errors are printed here, once.
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Hash(args) => hash::run(args),
         Command::Loadtest(args) => loadtest::run(args),
+        Command::Key(command) => key::run(command),
         command => with_runtime(async move {
             match command {
                 Command::Check(args) => check::run(args).await,
@@ -63,7 +68,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Remove(args) => entries::remove(args).await,
                 Command::Export(args) => entries::export(args).await,
                 Command::Matches(args) => matches::run(args).await,
-                Command::Serve(_) | Command::Hash(_) | Command::Loadtest(_) => Ok(ExitCode::SUCCESS),
+                Command::Serve(_) | Command::Hash(_) | Command::Loadtest(_) | Command::Key(_) => {
+                    Ok(ExitCode::SUCCESS)
+                }
             }
         }),
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use super::{CliResult, parse_duration};
-use crate::grpc::ServeConfig;
+use crate::grpc::{ApiKeys, ServeConfig};
 use crate::matcher::{Matcher, MatcherConfig};
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// Largest request message in bytes [default: twice --max-image-bytes, plus 1 MiB].
     #[arg(long, env = "HASHSIEVE_MAX_MESSAGE_BYTES")]
     max_message_bytes: Option<usize>,
+    /// File of API keys, one `ROLE NAME sha256:HEX` line each (see `hashsieve key create`).
+    #[arg(long, env = "HASHSIEVE_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// More API key lines, separated by `;`. With no keys at all, every call is let through.
+    #[arg(long, env = "HASHSIEVE_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
     #[arg(long, env = "HASHSIEVE_MIN_ADD_QUALITY", default_value_t = 50)]
     min_add_quality: u8,
@@ -75,12 +81,17 @@ pub fn run(args: ServeArgs) -> CliResult {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, data_dir = %args.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "serving");
         let matcher = Arc::new(matcher);
+        let api_keys = api_keys(&args)?;
+        if api_keys.is_empty() && !args.listen.ip().is_loopback() {
+            tracing::warn!(address = %args.listen, "no API keys, yet listening beyond this machine: anyone who can reach it may change banks");
+        }
         let defaults = ServeConfig::default();
         let config = ServeConfig {
             shutdown_grace: args.shutdown_grace,
             cpu_workers: args.cpu_workers.unwrap_or(defaults.cpu_workers),
             max_pending_checks: args.max_pending_checks.unwrap_or(defaults.max_pending_checks),
             max_message_bytes: args.max_message_bytes,
+            api_keys,
         };
         crate::grpc::serve(listener, matcher.clone(), config, shutdown_signal())
             .await
@@ -92,6 +103,19 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The keys of `--api-keys-file` and `--api-keys`.
+fn api_keys(args: &ServeArgs) -> Result<ApiKeys, String> {
+    let mut text = String::new();
+    if let Some(path) = &args.api_keys_file {
+        text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        text.push('\n');
+    }
+    if let Some(lines) = &args.api_keys {
+        text.push_str(lines);
+    }
+    ApiKeys::parse(&text)
 }
 
 /// Completes on Ctrl-C or SIGTERM (what container runtimes send), so in-flight calls drain.

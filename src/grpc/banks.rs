@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Core, convert};
+use super::{Caller, Core, convert};
 use crate::bank::{BankName, NewEntry};
 use crate::matcher::{AddOutcome, ImageEntry, RECENT_MATCHES, now_ms};
 use crate::proto as pb;
@@ -44,6 +44,12 @@ impl BanksService {
     }
 }
 
+/// The audit line of a change to a bank: who made it, what it was, how many entries it
+/// touched. The log line's timestamp says when.
+fn audit(caller: &Caller, action: &'static str, bank: &BankName, entries: u64) {
+    tracing::info!(target: "audit", who = %caller, role = %caller.role, action, bank = %bank, entries, "bank changed");
+}
+
 /// Adds a finished batch's counts to the response.
 async fn absorb(
     response: &mut pb::AddEntriesResponse,
@@ -64,11 +70,13 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<pb::CreateBankRequest>,
     ) -> Result<Response<pb::Bank>, Status> {
+        let caller = Caller::of(&request);
         let (name, settings) = convert::new_bank(request.get_ref().bank.as_ref())?;
         let view = self
             .core
             .run(move |matcher| matcher.create_bank(name, settings))
             .await?;
+        audit(&caller, "create_bank", &view.bank.name, 0);
         Ok(Response::new(convert::bank_to_pb(&view)))
     }
 
@@ -97,12 +105,14 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<pb::UpdateBankRequest>,
     ) -> Result<Response<pb::Bank>, Status> {
+        let caller = Caller::of(&request);
         let name = convert::bank_name(&request.get_ref().name)?;
         let update = convert::bank_update(request.get_ref())?;
         let view = self
             .core
             .run(move |matcher| matcher.update_bank(&name, &update))
             .await?;
+        audit(&caller, "update_bank", &view.bank.name, 0);
         Ok(Response::new(convert::bank_to_pb(&view)))
     }
 
@@ -110,8 +120,14 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<pb::DeleteBankRequest>,
     ) -> Result<Response<pb::DeleteBankResponse>, Status> {
+        let caller = Caller::of(&request);
         let name = convert::bank_name(&request.get_ref().name)?;
-        let entries_removed = self.core.run(move |matcher| matcher.delete_bank(&name)).await?;
+        let deleted = name.clone();
+        let entries_removed = self
+            .core
+            .run(move |matcher| matcher.delete_bank(&deleted))
+            .await?;
+        audit(&caller, "delete_bank", &name, entries_removed);
         Ok(Response::new(pb::DeleteBankResponse { entries_removed }))
     }
 
@@ -121,6 +137,7 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<Streaming<pb::AddEntriesRequest>>,
     ) -> Result<Response<pb::AddEntriesResponse>, Status> {
+        let caller = Caller::of(&request);
         let mut stream = request.into_inner();
         let mut bank: Option<BankName> = None;
         let mut response = pb::AddEntriesResponse::default();
@@ -179,6 +196,7 @@ impl pb::banks_server::Banks for BanksService {
         };
         // The last commit is durable, and makes every earlier batch durable with it.
         absorb(&mut response, self.start_load(current, batch, true)).await?;
+        audit(&caller, "add_entries", current, response.added + response.updated);
         tracing::info!(
             bank = %current,
             added = response.added,
@@ -193,8 +211,10 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<pb::AddImageRequest>,
     ) -> Result<Response<pb::AddImageResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let name = convert::bank_name(&request.bank)?;
+        let bank = name.clone();
         let entry = ImageEntry {
             algorithms: convert::algorithms(&request.algorithms)?,
             id: request.id,
@@ -208,6 +228,7 @@ impl pb::banks_server::Banks for BanksService {
             .core
             .run(move |matcher| matcher.add_image(&name, &image, &entry))
             .await?;
+        audit(&caller, "add_image", &bank, outcome.added + outcome.updated);
         Ok(Response::new(pb::AddImageResponse {
             hashes: hashes.hashes.iter().map(convert::computed_hash_to_pb).collect(),
             added: outcome.added,
@@ -219,8 +240,10 @@ impl pb::banks_server::Banks for BanksService {
         &self,
         request: Request<pb::RemoveEntriesRequest>,
     ) -> Result<Response<pb::RemoveEntriesResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let name = convert::bank_name(&request.bank)?;
+        let bank = name.clone();
         if request.hashes.is_empty() && request.ids.is_empty() {
             return Err(Status::invalid_argument("give at least one hash or id to remove"));
         }
@@ -230,6 +253,7 @@ impl pb::banks_server::Banks for BanksService {
             .core
             .run(move |matcher| matcher.remove_entries(&name, &hashes, &ids))
             .await?;
+        audit(&caller, "remove_entries", &bank, removed);
         Ok(Response::new(pb::RemoveEntriesResponse { removed }))
     }
 

@@ -5,6 +5,7 @@
 //! and converts the result. CPU work (decoding, hashing, scanning) never runs on the async
 //! runtime's threads.
 
+mod auth;
 mod banks;
 mod check;
 mod convert;
@@ -22,6 +23,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::matcher::Matcher;
 use crate::proto;
 
+pub use auth::{ApiKeys, Caller, Role, key_line};
 pub use banks::BanksService;
 pub use check::MatcherService;
 pub use convert::algorithm_to_pb;
@@ -50,6 +52,8 @@ pub struct ServeConfig {
     /// image somewhat over the limit still reaches the decoder and is refused with a message
     /// naming the limit.
     pub max_message_bytes: Option<usize>,
+    /// The keys calls must carry; none means every call is let through.
+    pub api_keys: ApiKeys,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +64,7 @@ impl Default for ServeConfig {
             cpu_workers: 2 * cores,
             max_pending_checks: 16 * cores,
             max_message_bytes: None,
+            api_keys: ApiKeys::default(),
         }
     }
 }
@@ -93,7 +98,11 @@ pub async fn serve(
         proto::banks_server::BanksServer::new(BanksService::new(core)).max_decoding_message_size(max_bytes);
 
     let (drain, draining) = tokio::sync::oneshot::channel::<()>();
+    if config.api_keys.is_empty() {
+        tracing::warn!("no API keys configured: every client may check, change and export banks");
+    }
     let server = tonic::transport::Server::builder()
+        .layer(auth::AuthLayer::new(config.api_keys.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(matcher_service)

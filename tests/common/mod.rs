@@ -96,6 +96,8 @@ pub fn read_testdata(path: &str) -> Vec<u8> {
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
+    /// Every line the server has logged so far.
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -118,18 +120,32 @@ impl ServerProcess {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = loop {
             let line = lines.next().expect("server exited before serving").unwrap();
+            log.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("address=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep reading the log, so the server never blocks on a full pipe.
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         ServerProcess {
             child,
             url: format!("http://{address}"),
+            log,
         }
+    }
+
+    /// The log lines so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|line| line.contains(text)).cloned().collect()
     }
 
     /// SIGKILL: no shutdown, no flush.

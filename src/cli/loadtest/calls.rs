@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use crate::cli::client::Connection;
 
 use super::plan::{HashQueries, Kind, Rng};
 use super::report::Outcome;
@@ -30,13 +30,13 @@ pub struct Workload {
 /// Clients on separate connections, handed out in turn: one tonic channel multiplexes all its
 /// calls on one HTTP/2 connection, which would cap the load one process can drive.
 pub struct Clients {
-    clients: Vec<MatcherClient<Channel>>,
+    clients: Vec<MatcherClient<Connection>>,
     next: AtomicUsize,
 }
 
 impl Clients {
     /// `clients` must not be empty.
-    pub fn new(clients: Vec<MatcherClient<Channel>>) -> Clients {
+    pub fn new(clients: Vec<MatcherClient<Connection>>) -> Clients {
         Clients {
             clients,
             next: AtomicUsize::new(0),
@@ -44,7 +44,7 @@ impl Clients {
     }
 
     /// The next client in turn (a clone is cheap: it shares the connection).
-    fn next(&self) -> Option<MatcherClient<Channel>> {
+    fn next(&self) -> Option<MatcherClient<Connection>> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         self.clients.get(turn % self.clients.len().max(1)).cloned()
     }
@@ -94,7 +94,7 @@ fn image_request(workload: &Workload, rng: &mut Rng) -> pb::CheckImageRequest {
 }
 
 async fn check_hashes(
-    mut client: MatcherClient<Channel>,
+    mut client: MatcherClient<Connection>,
     workload: &Workload,
     rng: &mut Rng,
 ) -> Result<Outcome, tonic::Status> {
@@ -105,7 +105,7 @@ async fn check_hashes(
 }
 
 async fn check_image(
-    mut client: MatcherClient<Channel>,
+    mut client: MatcherClient<Connection>,
     workload: &Workload,
     rng: &mut Rng,
 ) -> Result<Outcome, tonic::Status> {
@@ -116,7 +116,7 @@ async fn check_image(
 
 /// A stream of `stream_items` images, all sent at once; the call ends with the last answer.
 async fn check_stream(
-    mut client: MatcherClient<Channel>,
+    mut client: MatcherClient<Connection>,
     workload: &Workload,
     rng: &mut Rng,
 ) -> Result<Outcome, tonic::Status> {

@@ -1,0 +1,139 @@
+//! API keys on the real binary: reader keys check, admin keys also change banks, calls
+//! without a valid key are refused with the right code and logged without the key, health
+//! stays open, and every change to a bank leaves an audit line naming who made it.
+
+mod common;
+
+use common::ServerProcess;
+use hashsieve::grpc::{Role, key_line};
+use hashsieve::proto as pb;
+use hashsieve::proto::banks_client::BanksClient;
+use hashsieve::proto::matcher_client::MatcherClient;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+const READER_KEY: &str = "hsk_reader-secret-0123456789";
+const ADMIN_KEY: &str = "hsk_admin-secret-9876543210";
+
+fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+fn check() -> pb::CheckHashesRequest {
+    pb::CheckHashesRequest {
+        hashes: vec![pb::HashValue {
+            algorithm: pb::Algorithm::Md5 as i32,
+            hex: "0".repeat(32),
+        }],
+        banks: vec![],
+    }
+}
+
+fn create(name: &str) -> pb::CreateBankRequest {
+    pb::CreateBankRequest {
+        bank: Some(pb::Bank {
+            name: name.into(),
+            action: pb::Action::Block as i32,
+            enabled: true,
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!(
+        "{};{}",
+        key_line(Role::Reader, "pipeline", READER_KEY),
+        key_line(Role::Admin, "ops", ADMIN_KEY)
+    );
+    let server = ServerProcess::start_with(dir.path(), &["--api-keys", &keys]);
+    let channel = Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut matcher = MatcherClient::new(channel.clone());
+    let mut banks = BanksClient::new(channel.clone());
+
+    // No key, or a wrong one: UNAUTHENTICATED.
+    for key in [None, Some("hsk_guess")] {
+        let status = matcher.check_hashes(with_key(check(), key)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    // A reader checks, and may not change banks.
+    matcher
+        .check_hashes(with_key(check(), Some(READER_KEY)))
+        .await
+        .unwrap();
+    let status = banks
+        .create_bank(with_key(create("TVEC"), Some(READER_KEY)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // An admin does both.
+    banks
+        .create_bank(with_key(create("TVEC"), Some(ADMIN_KEY)))
+        .await
+        .unwrap();
+    let entries = pb::AddEntriesRequest {
+        bank: "TVEC".into(),
+        entries: vec![pb::Entry {
+            hash: Some(check().hashes[0].clone()),
+            ..Default::default()
+        }],
+    };
+    banks
+        .add_entries(with_key(tokio_stream::iter(vec![entries]), Some(ADMIN_KEY)))
+        .await
+        .unwrap();
+    let response = matcher
+        .check_hashes(with_key(check(), Some(ADMIN_KEY)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.verdict, pb::Verdict::Block as i32);
+    // Health needs no key.
+    HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+
+    // Each change to the bank has an audit line naming its author; no line has a key.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let audit = server.log_lines("bank changed");
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert!(
+        audit[0].contains("who=ops") && audit[0].contains("action=\"create_bank\""),
+        "{}",
+        audit[0]
+    );
+    assert!(
+        audit[1].contains("action=\"add_entries\"") && audit[1].contains("entries=1"),
+        "{}",
+        audit[1]
+    );
+    let refusals = server.log_lines("call refused");
+    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    assert!(refusals[2].contains("key=pipeline"), "{}", refusals[2]);
+    for secret in [READER_KEY, ADMIN_KEY, "hsk_guess"] {
+        assert!(server.log_lines(secret).is_empty(), "the log shows a key");
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_keys_says_it_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let mut matcher = MatcherClient::connect(server.url.clone()).await.unwrap();
+    matcher.check_hashes(check()).await.unwrap();
+    assert_eq!(server.log_lines("no API keys configured").len(), 1);
+}
