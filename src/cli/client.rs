@@ -3,7 +3,7 @@
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::banks_client::BanksClient;
 use crate::proto::matcher_client::MatcherClient;
@@ -19,6 +19,15 @@ pub struct ServerArgs {
     /// API key sent with every call (`authorization: Bearer`), when the server requires one.
     #[arg(long, env = "HASHSIEVE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// For an `https://` server: trust this CA (PEM) besides the system's roots.
+    #[arg(long, env = "HASHSIEVE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// For a server that requires client certificates: this certificate (PEM) …
+    #[arg(long, env = "HASHSIEVE_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// … and its key (PEM).
+    #[arg(long, env = "HASHSIEVE_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// A connection to the server that sends the API key with every call.
@@ -40,9 +49,26 @@ impl Interceptor for SendKey {
 }
 
 impl ServerArgs {
+    /// TLS settings for an `https://` server.
+    fn tls(&self) -> Result<ClientTlsConfig, String> {
+        let mut config = ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = &self.ca_cert {
+            config = config.ca_certificate(Certificate::from_pem(read_file(path)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            config = config.identity(Identity::from_pem(read_file(cert)?, read_file(key)?));
+        }
+        Ok(config)
+    }
+
     async fn connection(&self) -> Result<Connection, String> {
-        let endpoint = Endpoint::from_shared(self.server.clone())
+        let mut endpoint = Endpoint::from_shared(self.server.clone())
             .map_err(|e| format!("invalid server address {}: {e}", self.server))?;
+        if self.server.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(self.tls()?)
+                .map_err(|e| format!("TLS settings for {}: {e}", self.server))?;
+        }
         let authorization = self
             .api_key
             .as_deref()
@@ -54,8 +80,9 @@ impl ServerArgs {
             .transpose()?;
         let channel = endpoint.connect().await.map_err(|e| {
             format!(
-                "cannot connect to {}: {e} (is `hashsieve serve` running there?)",
-                self.server
+                "cannot connect to {}: {} (is `hashsieve serve` running there?)",
+                self.server,
+                super::error_chain(&e)
             )
         })?;
         Ok(InterceptedService::new(channel, SendKey { authorization }))

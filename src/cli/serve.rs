@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use super::{CliResult, parse_duration};
-use crate::grpc::{ApiKeys, ServeConfig};
+use crate::grpc::{ApiKeys, ServeConfig, TlsFiles};
 use crate::matcher::{Matcher, MatcherConfig};
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,15 @@ pub struct ServeArgs {
     /// More API key lines, separated by `;`. With no keys at all, every call is let through.
     #[arg(long, env = "HASHSIEVE_API_KEYS", hide_env_values = true)]
     api_keys: Option<String>,
+    /// Serve TLS with this certificate (PEM, the chain after the leaf) …
+    #[arg(long, env = "HASHSIEVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// … and this private key (PEM).
+    #[arg(long, env = "HASHSIEVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require clients to present a certificate signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "HASHSIEVE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
     #[arg(long, env = "HASHSIEVE_MIN_ADD_QUALITY", default_value_t = 50)]
     min_add_quality: u8,
@@ -92,10 +101,11 @@ pub fn run(args: ServeArgs) -> CliResult {
             max_pending_checks: args.max_pending_checks.unwrap_or(defaults.max_pending_checks),
             max_message_bytes: args.max_message_bytes,
             api_keys,
+            tls: tls_files(&args)?,
         };
         crate::grpc::serve(listener, matcher.clone(), config, shutdown_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"))?;
+            .map_err(|e| format!("server failed: {}", super::error_chain(e.as_ref())))?;
         tokio::task::spawn_blocking(move || matcher.flush())
             .await
             .map_err(|e| format!("flushing the store failed: {e}"))?
@@ -103,6 +113,22 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The PEM files of `--tls-cert`, `--tls-key` and `--tls-client-ca`, read.
+fn tls_files(args: &ServeArgs) -> Result<Option<TlsFiles>, String> {
+    let (Some(certificate), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    Ok(Some(TlsFiles {
+        certificate: super::client::read_file(certificate)?,
+        key: super::client::read_file(key)?,
+        client_ca: args
+            .tls_client_ca
+            .as_deref()
+            .map(super::client::read_file)
+            .transpose()?,
+    }))
 }
 
 /// The keys of `--api-keys-file` and `--api-keys`.

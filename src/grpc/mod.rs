@@ -54,6 +54,37 @@ pub struct ServeConfig {
     pub max_message_bytes: Option<usize>,
     /// The keys calls must carry; none means every call is let through.
     pub api_keys: ApiKeys,
+    /// Serve TLS instead of plaintext HTTP/2.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM contents of the server's TLS certificate and key, and of the CA that client
+/// certificates must chain to, when clients must present one.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub certificate: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    /// The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let config = ServerTlsConfig::new().identity(Identity::from_pem(&self.certificate, &self.key));
+        match &self.client_ca {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -65,6 +96,7 @@ impl Default for ServeConfig {
             max_pending_checks: 16 * cores,
             max_message_bytes: None,
             api_keys: ApiKeys::default(),
+            tls: None,
         }
     }
 }
@@ -101,7 +133,12 @@ pub async fn serve(
     if config.api_keys.is_empty() {
         tracing::warn!("no API keys configured: every client may check, change and export banks");
     }
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.server_config())?;
+        tracing::info!(client_certificates = tls.client_ca.is_some(), "serving TLS");
+    }
+    let server = builder
         .layer(auth::AuthLayer::new(config.api_keys.clone()))
         .add_service(health_service)
         .add_service(reflection)
