@@ -1,4 +1,5 @@
-//! Data-driven tests of image decoding over testdata/images/ (made by tools/make_testdata.py).
+//! Data-driven tests of image decoding over testdata/images/ and the hostile files of
+//! testdata/bad/images/ (both made by tools/make_testdata.py).
 //!
 //! Every file there has one expectation below, checked through `check`; a test fails if a
 //! file has none, so new test data cannot go unchecked. `pillow.tsv` records what Pillow's
@@ -66,12 +67,16 @@ macro_rules! error {
     };
 }
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/images")
+/// Valid images, then the hostile ones.
+fn data_dirs() -> [PathBuf; 2] {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [root.join("testdata/images"), root.join("testdata/bad/images")]
 }
 
 fn read(file: &str) -> Vec<u8> {
-    let path = data_dir().join(file);
+    let [good, bad] = data_dirs();
+    let hostile = file.starts_with("bad-") || file.starts_with("bomb-");
+    let path = if hostile { bad } else { good }.join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -281,6 +286,17 @@ fn bad_files() -> Vec<(&'static str, Expected)> {
         ("bad-corrupt.webp", error!(Corrupt { format: WebP, .. })),
         ("bad-corrupt.bmp", image(Bmp, &[])),
         ("bad-corrupt.tif", error!(Corrupt { format: Tiff, .. })),
+        // Zero-size images, refused from the header whatever the decoder would say.
+        ("bad-zero-png-0x0.png", error!(Corrupt { format: Png, .. })),
+        ("bad-zero-png-0x16.png", error!(Corrupt { format: Png, .. })),
+        ("bad-zero-gif-0x0.gif", error!(Corrupt { format: Gif, .. })),
+        ("bad-zero-bmp-0x0.bmp", error!(Corrupt { format: Bmp, .. })),
+        ("bad-zero-tiff-0x0.tif", error!(Corrupt { format: Tiff, .. })),
+        ("bad-zero-jpeg-0x0.jpg", error!(Corrupt { format: Jpeg, .. })),
+        // TIFFs whose strips make no sense: none may divide by zero, seek past the end or loop.
+        ("bad-tiff-rows-per-strip-0.tif", error!(Corrupt { format: Tiff, .. })),
+        ("bad-tiff-strips-beyond-eof.tif", error!(Truncated { format: Tiff })),
+        ("bad-tiff-ifd-loop.tif", error!(Corrupt { format: Tiff, .. })),
     ]
 }
 
@@ -306,6 +322,25 @@ fn bomb_files() -> Vec<(&'static str, Expected)> {
         ("bomb-bmp-30000x30000.bmp", error!(TooManyPixels { format: Bmp, width: 30000, height: 30000, .. })),
         ("bomb-webp-16000x16000.webp",
             error!(TooManyPixels { format: WebP, width: 16000, height: 16000, .. })),
+        // Strip tables of 2^30 entries, and 16384 strips each claiming 4 GB.
+        ("bomb-tiff-1g-strips.tif", error!(MemoryLimit { format: Tiff })),
+        ("bomb-tiff-16384-strips-of-4gb.tif", error!(MemoryLimit { format: Tiff })),
+    ]
+}
+
+/// Bombs that are valid small images: decoding reads what the image needs and stops, so a
+/// 16x16 picture costs what a 16x16 picture costs however much its chunks would inflate to.
+#[rustfmt::skip] // a table: one file a line
+fn harmless_bomb_files() -> Vec<(&'static str, Expected)> {
+    let small = |format| Expected::Image { format, size: (16, 16), checks: &[] };
+    vec![
+        // 256 MiB of zeros after the last row, in a zTXt chunk, in an ICC profile.
+        ("bomb-png-idat-256mib.png", small(Png)),
+        ("bomb-png-ztxt-256mib.png", small(Png)),
+        ("bomb-png-iccp-256mib.png", small(Png)),
+        ("bomb-png-20000-chunks.png", small(Png)),
+        // Only the first frame is decoded.
+        ("bomb-gif-10000-frames.gif", small(Gif)),
     ]
 }
 
@@ -346,16 +381,30 @@ fn bombs_are_refused_from_the_header_quickly() {
 }
 
 #[test]
+fn bombs_that_are_valid_small_images_decode_as_small_images_quickly() {
+    let started = Instant::now();
+    check_all(&harmless_bomb_files());
+    // Inflating any of them in full would take seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn every_test_file_has_an_expectation() {
     let mut known: Vec<String> = good_files()
         .into_iter()
         .chain(bad_files())
         .chain(bomb_files())
+        .chain(harmless_bomb_files())
         .map(|(f, _)| f.to_string())
         .collect();
     known.push("pillow.tsv".to_string());
-    let on_disk = std::fs::read_dir(data_dir())
-        .unwrap()
+    let on_disk = data_dirs()
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().file_name().into_string().unwrap());
     let unchecked: Vec<String> = on_disk
         .filter(|name| !name.ends_with(".pillow.png") && !known.contains(name))

@@ -517,7 +517,7 @@ async fn bad_images_get_precise_statuses() {
         (b"not an image at all".to_vec(), Code::InvalidArgument),
         (png[..png.len() / 3].to_vec(), Code::InvalidArgument),
         (
-            read_testdata("images/bomb-png-30000x30000.png"),
+            read_testdata("bad/images/bomb-png-30000x30000.png"),
             Code::ResourceExhausted,
         ),
     ];

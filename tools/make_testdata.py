@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the image-decoding test data into testdata/images/ (run from anywhere).
+"""Writes the image-decoding test data (run from anywhere): valid images into testdata/images/,
+the hostile ones into testdata/bad/images/.
 
 Deterministic: every random number comes from a seeded generator and no encoder is asked to
 write a timestamp, so running it twice gives byte-identical files. Needs Python 3.11, Pillow
@@ -7,8 +8,10 @@ and numpy.
 
 What it writes (tests/decode.rs is the reader; keep the two in step):
   good-*      valid images in the six supported formats and their colour modes;
-  bad-*       empty, text, magic-only, truncated and corrupt files, and other formats;
-  bomb-*      headers that declare huge images over a tiny body (decompression bombs);
+  bad-*       empty, text, magic-only, truncated and corrupt files, other formats, zero-size
+              images, TIFFs with absurd strips and IFD loops;
+  bomb-*      headers that declare huge images over a tiny body, and bodies that inflate far
+              beyond the image (decompression bombs), a GIF of 10,000 frames;
   pillow.tsv  for each good file: Pillow's `convert("RGB")` of it (width, height and an
               FNV-1a 64 hash of the pixel bytes), which is how the field's reference tools
               see an image; `*.pillow.png` holds those pixels in full for the lossy files,
@@ -24,6 +27,7 @@ from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "testdata" / "images"
+BAD_OUT = ROOT / "testdata" / "bad" / "images"
 
 # Odd sizes on purpose: they exercise partial JPEG blocks, chroma subsampling at the edge and
 # BMP row padding.
@@ -163,6 +167,88 @@ def gif_file(screen_w: int, screen_h: int, frame_w: int, frame_h: int, lzw: byte
     return head + palette + desc + body + b"\x3b"
 
 
+def zlib_bomb() -> bytes:
+    """A zlib stream of 256 MiB of zeros (about 250 kB compressed)."""
+    compressor = zlib.compressobj(9)
+    block = bytes(1 << 20)
+    return b"".join(compressor.compress(block) for _ in range(256)) + compressor.flush()
+
+
+def png_with_chunk(kind: bytes, data: bytes, repeat: int = 1) -> bytes:
+    """A valid 16x16 black greyscale PNG with a chunk (repeated) between IHDR and IDAT."""
+    ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 17 * 16)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(kind, data) * repeat
+            + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+
+
+def gif_frames(image: Image.Image, count: int) -> bytes:
+    """A GIF whose one small frame is repeated `count` times, each behind a graphic control
+    extension, as an animation does."""
+    out = io.BytesIO()
+    image.convert("1").save(out, "GIF")
+    single = out.getvalue()
+    start = 13 + (3 << ((single[10] & 0x07) + 1))
+    while single[start] == 0x21:  # skip extensions: introducer, label, sub-blocks
+        start += 2
+        while single[start]:
+            start += 1 + single[start]
+        start += 1
+    end = len(single) - 1  # the image descriptor and its data run to the trailer
+    assert single[start] == 0x2C and single[end] == 0x3B
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
+    return single[:start] + (control + single[start:end]) * count + b"\x3b"
+
+
+def tiff_entries(entries: list[tuple[int, int, int, int]], tail: bytes) -> bytes:
+    """A little-endian TIFF of one IFD of (tag, type, count, value or offset) entries, then
+    `tail`, which starts at offset 8 + 2 + 12·len(entries) + 4."""
+    ifd = (struct.pack("<H", len(entries))
+           + b"".join(struct.pack("<HHII", *entry) for entry in sorted(entries))
+           + struct.pack("<I", 0))
+    return b"II*\0" + struct.pack("<I", 8) + ifd + tail
+
+
+def tiff_strips(width: int, height: int, rows_per_strip: int, offsets: tuple[int, int],
+                counts: tuple[int, int], tail: bytes) -> bytes:
+    """An 8-bit greyscale TIFF whose StripOffsets and StripByteCounts are (count, value or
+    offset) LONG arrays as given, however absurd."""
+    return tiff_entries([
+        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1),
+        (262, 3, 1, 1), (273, 4, *offsets), (277, 3, 1, 1), (278, 4, 1, rows_per_strip),
+        (279, 4, *counts), (284, 3, 1, 1),
+    ], tail)
+
+
+def hostile_headers(jpeg: bytes, bmp: bytes) -> dict[str, bytes]:
+    """Zero-size images in every format that can declare one, and TIFFs with absurd strips."""
+    bmp_zero = bytearray(bmp)
+    bmp_zero[18:26] = struct.pack("<ii", 0, 0)
+    tail_at = 8 + 2 + 12 * 10 + 4
+    looped = bytearray(tiff_file(16, 16, 1, 8, 1, 1, bytes(256)))
+    entries = struct.unpack_from("<H", looped, 8)[0]
+    struct.pack_into("<I", looped, 8 + 2 + 12 * entries, 8)  # next IFD: itself
+    return {
+        "bad-zero-png-0x0.png": png_file(0, 0, 8, 0, zlib.compress(b"")),
+        "bad-zero-png-0x16.png": png_file(0, 16, 8, 0, zlib.compress(b"\x00" * 16)),
+        "bad-zero-gif-0x0.gif": gif_file(0, 0, 0, 0, b"\x44\x01"),
+        "bad-zero-tiff-0x0.tif": tiff_file(0, 0, 1, 8, 1, 1, b""),
+        "bad-zero-jpeg-0x0.jpg": jpeg_with_size(jpeg, 0, 0),
+        "bad-zero-bmp-0x0.bmp": bytes(bmp_zero),
+        "bad-tiff-rows-per-strip-0.tif":
+            tiff_strips(64, 64, 0, (1, tail_at), (1, 4096), bytes(4096)),
+        "bad-tiff-strips-beyond-eof.tif":
+            tiff_strips(64, 64, 1, (64, 1 << 31), (64, 1 << 31), bytes(64)),
+        "bad-tiff-ifd-loop.tif": bytes(looped),
+        # 2^30 strips, and 16384 one-row strips of 4 GB each.
+        "bomb-tiff-1g-strips.tif":
+            tiff_strips(64, 64, 1, (1 << 30, tail_at), (1 << 30, tail_at), bytes(64)),
+        "bomb-tiff-16384-strips-of-4gb.tif":
+            tiff_strips(1, 16384, 1, (16384, tail_at), (16384, tail_at),
+                        struct.pack("<I", 0xFFFFFFFF) * 16384),
+    }
+
+
 # --- damage ---------------------------------------------------------------------------------
 
 def truncated(data: bytes) -> bytes:
@@ -224,8 +310,9 @@ def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    BAD_OUT.mkdir(parents=True, exist_ok=True)
     # Remove what an earlier run wrote, so a renamed case leaves no stale file behind.
-    for old in OUT.iterdir():
+    for old in [*OUT.iterdir(), *BAD_OUT.iterdir()]:
         if old.name.startswith(("good-", "bad-", "bomb-")) or old.name == "pillow.tsv":
             old.unlink()
 
@@ -379,11 +466,20 @@ def main() -> None:
         "bomb-tiff-100000x100000.tif": tiff_file(100000, 100000, 1, 8, 1, 1, b"\0" * 64),
         "bomb-bmp-30000x30000.bmp": bytes(bmp_bomb[:4096]),
         "bomb-webp-16000x16000.webp": bytes(webp_bomb),
+        # Small images whose compressed data inflates to 256 MiB: in the pixel data past the
+        # last row, in a compressed text chunk, in an ICC profile.
+        "bomb-png-idat-256mib.png": png_file(16, 16, 8, 0, zlib_bomb()),
+        "bomb-png-ztxt-256mib.png": png_with_chunk(b"zTXt", b"Comment\x00\x00" + zlib_bomb()),
+        "bomb-png-iccp-256mib.png": png_with_chunk(b"iCCP", b"icc\x00\x00" + zlib_bomb()),
+        "bomb-png-20000-chunks.png": png_with_chunk(b"tEXt", b"k\x00v", repeat=20_000),
+        "bomb-gif-10000-frames.gif": gif_frames(Image.new("L", (16, 16)), 10_000),
     }
+    bad.update(hostile_headers(jpeg, good["good-bmp-rgb.bmp"]))
 
-    everything = {**good, **unsupported, **bad, **bombs}
-    for name, data in sorted(everything.items()):
+    for name, data in sorted(good.items()):
         (OUT / name).write_bytes(data)
+    for name, data in sorted({**unsupported, **bad, **bombs}.items()):
+        (BAD_OUT / name).write_bytes(data)
 
     lossy = {"good-jpeg-rgb.jpg", "good-jpeg-progressive.jpg", "good-jpeg-grey.jpg",
              "good-jpeg-cmyk.jpg", "good-jpeg-exif-rotated.jpg", "good-webp-lossy.webp",
@@ -404,8 +500,9 @@ def main() -> None:
             converted.save(OUT / (name + ".pillow.png"), optimize=True)
     (OUT / "pillow.tsv").write_text("\n".join(rows) + "\n")
 
-    total = sum(p.stat().st_size for p in OUT.iterdir())
-    print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes, into {OUT}")
+    for folder in (OUT, BAD_OUT):
+        total = sum(p.stat().st_size for p in folder.iterdir())
+        print(f"wrote {len(list(folder.iterdir()))} files, {total} bytes, into {folder}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Caller, Core, convert};
+use super::{Caller, Core, convert, status};
 use crate::bank::{BankName, NewEntry};
 use crate::matcher::{AddOutcome, ImageEntry, RECENT_MATCHES, now_ms};
 use crate::proto as pb;
@@ -145,7 +145,7 @@ impl pb::banks_server::Banks for BanksService {
         // At most one batch commits while the next is received; batches commit in order.
         let mut committing: Option<tokio::task::JoinHandle<Result<AddOutcome, Status>>> = None;
         let mut position: u64 = 0;
-        while let Some(message) = stream.message().await? {
+        while let Some(message) = stream.message().await.map_err(status::inbound)? {
             if !message.bank.is_empty() {
                 let named = convert::bank_name(&message.bank)?;
                 match &bank {

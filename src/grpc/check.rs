@@ -7,7 +7,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Core, convert};
+use super::{Core, convert, status};
 use crate::error::Error;
 use crate::hash::{Algorithm, HashOptions};
 use crate::matcher::{ImageCheck, Matcher};
@@ -137,6 +137,7 @@ impl pb::matcher_server::Matcher for MatcherService {
                     Ok(None) => break,
                     Err(status) => {
                         // Surface a broken request stream after the items already queued.
+                        let status = status::inbound(status);
                         let _ = pending_tx.send(tokio::spawn(async move { Err(status) })).await;
                         break;
                     }

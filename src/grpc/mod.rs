@@ -8,7 +8,8 @@
 mod auth;
 mod banks;
 mod check;
-mod convert;
+/// Wire ⇄ domain conversions; public for the fuzz targets.
+pub mod convert;
 mod status;
 
 use std::future::Future;
@@ -139,6 +140,7 @@ pub async fn serve(
         tracing::info!(client_certificates = tls.client_ca.is_some(), "serving TLS");
     }
     let server = builder
+        .layer(tower::util::MapResponseLayer::new(status::inbound_response))
         .layer(auth::AuthLayer::new(config.api_keys.clone()))
         .add_service(health_service)
         .add_service(reflection)

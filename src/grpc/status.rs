@@ -22,3 +22,31 @@ impl From<Error> for Status {
         Status::new(code, error.to_string())
     }
 }
+
+/// The start of the message tonic gives a request message past the decoding limit.
+const TONIC_MESSAGE_TOO_LARGE: &str = "Error, decoded message length too large";
+
+/// tonic refuses a request message past the size limit with OUT_OF_RANGE; gRPC's own
+/// implementations answer RESOURCE_EXHAUSTED, which is what clients expect of a limit (retry
+/// smaller, not as is). Streams' handlers see the refusal as an item error and pass it here.
+pub fn inbound(status: Status) -> Status {
+    match status.message().strip_prefix(TONIC_MESSAGE_TOO_LARGE) {
+        Some(rest) if status.code() == Code::OutOfRange => Status::resource_exhausted(format!(
+            "request message too large{}",
+            rest.replace(", the limit is:", ", more than the limit of")
+        )),
+        _ => status,
+    }
+}
+
+/// [`inbound`] for unary calls, whose oversize request tonic answers before any handler runs:
+/// rewrites that trailers-only response.
+pub fn inbound_response(response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let oversize = response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"11");
+    match Status::from_header_map(response.headers()) {
+        Some(status) if oversize && status.message().starts_with(TONIC_MESSAGE_TOO_LARGE) => {
+            inbound(status).into_http()
+        }
+        _ => response,
+    }
+}

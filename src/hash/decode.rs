@@ -224,13 +224,10 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage,
     check_input(bytes, limits)?;
     let format = sniff_format(bytes)?;
 
-    // A GIF's logical screen can be small while its first frame declares 65535 × 65535, and
-    // `image` reports only the screen; check the frame from its descriptor as well.
-    let gif_frame = match format {
-        ImageFormat::Gif => gif_first_frame_size(bytes),
-        _ => None,
-    };
-    if let Some((width, height)) = gif_frame {
+    // Check the size the header declares before any decoder sees it: a GIF's logical screen
+    // can be small while its first frame declares 65535 × 65535 (`image` reports only the
+    // screen), and the PNG and BMP decoders refuse a zero side with misleading messages.
+    if let Some((width, height)) = declared_size(format, bytes) {
         check_dimensions(format, width, height, limits)?;
     }
 
@@ -348,6 +345,40 @@ fn check_dimensions(
         });
     }
     Ok(())
+}
+
+/// The width and height the header declares, for the formats whose decoders report a bad size
+/// poorly or late; `None` when the header is too short or not one of them (the decoder then
+/// reports the damage itself).
+fn declared_size(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
+    let u32_at = |offset: usize, to_u32: fn([u8; 4]) -> u32| -> Option<u32> {
+        Some(to_u32(bytes.get(offset..offset + 4)?.try_into().ok()?))
+    };
+    match format {
+        ImageFormat::Gif => gif_first_frame_size(bytes),
+        // IHDR is always the first chunk: width and height big-endian after its tag.
+        ImageFormat::Png if bytes.get(12..16)? == b"IHDR" => {
+            Some((u32_at(16, u32::from_be_bytes)?, u32_at(20, u32::from_be_bytes)?))
+        }
+        // The info header: 16-bit sides in the 12-byte OS/2 core header, else signed 32-bit
+        // (a negative height means rows run top-down).
+        ImageFormat::Bmp => {
+            let header_size = u32_at(14, u32::from_le_bytes)?;
+            if header_size == 12 {
+                let u16_at = |offset: usize| -> Option<u32> {
+                    Some(u32::from(u16::from_le_bytes(
+                        bytes.get(offset..offset + 2)?.try_into().ok()?,
+                    )))
+                };
+                Some((u16_at(18)?, u16_at(20)?))
+            } else {
+                let width = u32_at(18, u32::from_le_bytes)? as i32;
+                let height = u32_at(22, u32::from_le_bytes)? as i32;
+                Some((width.unsigned_abs(), height.unsigned_abs()))
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Width and height of the first image descriptor of a GIF, or `None` if it cannot be found
