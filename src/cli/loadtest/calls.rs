@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use crate::cli::client::Connection;
 
-use super::plan::{HashQueries, Kind, Rng};
-use super::report::Outcome;
+use super::plan::{HashQueries, Kind, Rng, write_entry};
+use super::report::{Failure, Outcome};
 use crate::grpc::algorithm_to_pb;
 use crate::proto as pb;
+use crate::proto::banks_client::BanksClient;
 use crate::proto::matcher_client::MatcherClient;
 
 /// What the calls send, shared read-only by every worker.
@@ -23,6 +24,8 @@ pub struct Workload {
     pub stream_items: usize,
     pub banks: Vec<String>,
     pub dihedral: bool,
+    /// The bank write calls add their entries to (and remove them from).
+    pub write_bank: String,
     /// A call not answered within this long counts as `DeadlineExceeded`.
     pub timeout: Duration,
 }
@@ -30,35 +33,54 @@ pub struct Workload {
 /// Clients on separate connections, handed out in turn: one tonic channel multiplexes all its
 /// calls on one HTTP/2 connection, which would cap the load one process can drive.
 pub struct Clients {
-    clients: Vec<MatcherClient<Connection>>,
+    matchers: Vec<MatcherClient<Connection>>,
+    /// Banks clients for write calls, on connections of their own; empty when the mix has no
+    /// writes.
+    banks: Vec<BanksClient<Connection>>,
     next: AtomicUsize,
 }
 
 impl Clients {
-    /// `clients` must not be empty.
-    pub fn new(clients: Vec<MatcherClient<Connection>>) -> Clients {
+    /// `matchers` must not be empty, nor `banks` when the mix writes.
+    pub fn new(matchers: Vec<MatcherClient<Connection>>, banks: Vec<BanksClient<Connection>>) -> Clients {
         Clients {
-            clients,
+            matchers,
+            banks,
             next: AtomicUsize::new(0),
         }
     }
 
-    /// The next client in turn (a clone is cheap: it shares the connection).
-    fn next(&self) -> Option<MatcherClient<Connection>> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        self.clients.get(turn % self.clients.len().max(1)).cloned()
+    /// The next turn; each list of clients is taken in turn by it.
+    fn turn(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The matcher client of `turn` (a clone is cheap: it shares the connection).
+    fn matcher(&self, turn: usize) -> Option<MatcherClient<Connection>> {
+        self.matchers.get(turn % self.matchers.len().max(1)).cloned()
+    }
+
+    fn banks(&self, turn: usize) -> Option<BanksClient<Connection>> {
+        self.banks.get(turn % self.banks.len().max(1)).cloned()
     }
 }
 
 /// Makes one call of `kind`; the outcome says how it went.
 pub async fn call(kind: Kind, clients: &Clients, workload: &Workload, rng: &mut Rng) -> Outcome {
-    let Some(client) = clients.next() else {
+    let turn = clients.turn();
+    let Some(client) = clients.matcher(turn) else {
         return Outcome::failed(tonic::Code::Unavailable);
     };
     let answer = match kind {
         Kind::Hashes => tokio::time::timeout(workload.timeout, check_hashes(client, workload, rng)).await,
         Kind::Image => tokio::time::timeout(workload.timeout, check_image(client, workload, rng)).await,
         Kind::Stream => tokio::time::timeout(workload.timeout, check_stream(client, workload, rng)).await,
+        Kind::Write => {
+            let Some(banks) = clients.banks(turn) else {
+                return Outcome::failed(tonic::Code::Unavailable);
+            };
+            tokio::time::timeout(workload.timeout, write(client, banks, workload, rng)).await
+        }
     };
     match answer {
         Ok(Ok(outcome)) => outcome,
@@ -150,6 +172,92 @@ async fn check_stream(
     })
 }
 
+/// One write round trip: adds a fresh entry to the write bank, checks that the acknowledged
+/// entry matches at once (the index is updated before `AddEntries` answers), and removes it
+/// again. The removal is sent whatever the check found, so a failed check leaves nothing
+/// behind; only a call cut short by the timeout can leave its entry in the bank.
+async fn write(
+    mut matcher: MatcherClient<Connection>,
+    mut banks: BanksClient<Connection>,
+    workload: &Workload,
+    rng: &mut Rng,
+) -> Result<Outcome, tonic::Status> {
+    let entry = write_entry(rng);
+    let hash = pb::HashValue {
+        algorithm: algorithm_to_pb(entry.hash.algorithm) as i32,
+        hex: entry.hash.hex.clone(),
+    };
+    let add = add_request(workload, &hash, &entry.id);
+    let added = match banks.add_entries(tokio_stream::iter([add])).await {
+        Ok(added) => added.into_inner(),
+        Err(status) => {
+            // The entry may be stored all the same when only the answer was lost.
+            let _ = remove(&mut banks, workload, &hash).await;
+            return Err(status);
+        }
+    };
+    if added.added + added.updated != 1 {
+        let _ = remove(&mut banks, workload, &hash).await;
+        return Ok(Outcome::broken(Failure::WriteNotStored));
+    }
+    let checked = matcher
+        .check_hashes(pb::CheckHashesRequest {
+            hashes: vec![hash.clone()],
+            banks: vec![workload.write_bank.clone()],
+        })
+        .await;
+    let removed = remove(&mut banks, workload, &hash).await;
+    let response = checked?.into_inner();
+    let found = matches_entry(&response, &workload.write_bank, &hash.hex, &entry.id);
+    let outcome = answered(1, &[response]);
+    if !found {
+        return Ok(Outcome {
+            status: Err(Failure::WriteNotMatchable),
+            ..outcome
+        });
+    }
+    if removed?.removed != 1 {
+        return Ok(Outcome {
+            status: Err(Failure::WriteNotRemoved),
+            ..outcome
+        });
+    }
+    Ok(outcome)
+}
+
+fn add_request(workload: &Workload, hash: &pb::HashValue, id: &str) -> pb::AddEntriesRequest {
+    pb::AddEntriesRequest {
+        bank: workload.write_bank.clone(),
+        entries: vec![pb::Entry {
+            hash: Some(hash.clone()),
+            id: id.to_string(),
+            source: "hashsieve loadtest".into(),
+            ..Default::default()
+        }],
+    }
+}
+
+async fn remove(
+    banks: &mut BanksClient<Connection>,
+    workload: &Workload,
+    hash: &pb::HashValue,
+) -> Result<pb::RemoveEntriesResponse, tonic::Status> {
+    let request = pb::RemoveEntriesRequest {
+        bank: workload.write_bank.clone(),
+        hashes: vec![hash.clone()],
+        ids: Vec::new(),
+    };
+    Ok(banks.remove_entries(request).await?.into_inner())
+}
+
+/// Whether a check's answer holds the entry a write just added: its bank, hash and id.
+fn matches_entry(response: &pb::CheckResponse, bank: &str, hex: &str, id: &str) -> bool {
+    response
+        .matches
+        .iter()
+        .any(|m| m.bank == bank && m.hex.eq_ignore_ascii_case(hex) && m.entry_id == id)
+}
+
 /// A successful call's outcome from its check responses.
 fn answered(items: u64, responses: &[pb::CheckResponse]) -> Outcome {
     let verdicts = responses
@@ -180,6 +288,7 @@ mod tests {
             stream_items: 3,
             banks: vec!["TVEC".into()],
             dihedral: false,
+            write_bank: "LOADTEST_WRITES".into(),
             timeout: Duration::from_secs(1),
         }
     }
@@ -200,6 +309,47 @@ mod tests {
         let image = image_request(&workload, &mut rng);
         assert!(workload.images.contains(&image.image));
         assert_eq!(image.dihedral, Some(false));
+    }
+
+    #[test]
+    fn a_write_adds_one_entry_to_the_write_bank_and_looks_for_exactly_it() {
+        let workload = workload(1);
+        let entry = write_entry(&mut Rng::new(9));
+        let hash = pb::HashValue {
+            algorithm: pb::Algorithm::Pdq as i32,
+            hex: entry.hash.hex.clone(),
+        };
+        let request = add_request(&workload, &hash, &entry.id);
+        assert_eq!(request.bank, "LOADTEST_WRITES");
+        assert_eq!(request.entries.len(), 1);
+        assert_eq!(request.entries[0].hash.as_ref(), Some(&hash));
+        assert_eq!(request.entries[0].id, entry.id);
+
+        let found = |bank: &str, hex: &str, id: &str| pb::CheckResponse {
+            verdict: pb::Verdict::Review as i32,
+            matches: vec![pb::Match {
+                bank: bank.into(),
+                hex: hex.into(),
+                entry_id: id.into(),
+                ..Default::default()
+            }],
+            hashes: Vec::new(),
+        };
+        let (hex, id) = (entry.hash.hex.as_str(), entry.id.as_str());
+        for (response, expected) in [
+            (found("LOADTEST_WRITES", hex, id), true),
+            (found("LOADTEST_WRITES", &hex.to_uppercase(), id), true),
+            (found("OTHER", hex, id), false),
+            (found("LOADTEST_WRITES", &"00".repeat(32), id), false),
+            (found("LOADTEST_WRITES", hex, "someone-else"), false),
+            (pb::CheckResponse::default(), false),
+        ] {
+            assert_eq!(
+                matches_entry(&response, "LOADTEST_WRITES", hex, id),
+                expected,
+                "{response:?}"
+            );
+        }
     }
 
     #[test]

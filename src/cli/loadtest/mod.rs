@@ -1,6 +1,7 @@
 //! `hashsieve loadtest`: drives a running server with a mix of `CheckHashes`, `CheckImage` and
-//! `CheckStream` calls, at a fixed concurrency (closed loop) or a fixed rate (open loop), and
-//! reports throughput, errors by gRPC code and latency percentiles.
+//! `CheckStream` calls and writes (add an entry, check that it matches, remove it), at a fixed
+//! concurrency (closed loop) or a fixed rate (open loop), and reports throughput, errors by
+//! gRPC code and latency percentiles.
 //!
 //! - [`plan`]: the mix, durations, pacing and the queries (deterministic for a seed).
 //! - [`calls`]: one call of each kind, reduced to an outcome.
@@ -27,7 +28,9 @@ use self::calls::{Clients, Workload};
 use self::plan::{HashQueries, Kind, Mix, Pace, Rng, Schedule, Stop, parse_duration};
 use self::report::{Outcome, Recorder, Report, Setup};
 use super::CliResult;
-use super::client::ServerArgs;
+use super::client::{Connection, ServerArgs, describe};
+use crate::proto as pb;
+use crate::proto::banks_client::BanksClient;
 
 /// Exit code of a run that finished but failed more calls than `--max-error-rate` allows
 /// (1 means it could not run at all).
@@ -43,9 +46,14 @@ pub struct LoadtestArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Relative weights of the calls: hashes (CheckHashes), image (CheckImage), stream
-    /// (CheckStream of images), e.g. hashes=8,image=1,stream=1.
+    /// (CheckStream of images), write (AddEntries of a new random PDQ entry to --write-bank,
+    /// CheckHashes that must match it, RemoveEntries of it), e.g. hashes=8,image=1,write=1.
     #[arg(long, default_value = "hashes=1")]
     mix: Mix,
+    /// Bank the write calls add to and remove from; made (action review) if missing. Writes
+    /// need an admin API key.
+    #[arg(long, value_name = "BANK", default_value = "LOADTEST_WRITES")]
+    write_bank: String,
     /// Folder whose files are sent as images (read once at start); needed by image and stream.
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
@@ -190,6 +198,7 @@ fn plan_run(args: &LoadtestArgs) -> Result<Plan, String> {
         stream_items: args.stream_items as usize,
         warmup_s: args.warmup.as_secs_f64(),
         seed: args.seed,
+        write_bank: args.mix.writes().then(|| args.write_bank.clone()),
     };
     let workload = Workload {
         queries: HashQueries::new(known, near_fraction)?,
@@ -198,6 +207,7 @@ fn plan_run(args: &LoadtestArgs) -> Result<Plan, String> {
         stream_items: args.stream_items as usize,
         banks: args.banks.clone(),
         dihedral: !args.no_dihedral,
+        write_bank: args.write_bank.clone(),
         timeout: args.timeout,
     };
     Ok(Plan {
@@ -210,9 +220,19 @@ fn plan_run(args: &LoadtestArgs) -> Result<Plan, String> {
 }
 
 async fn drive(args: LoadtestArgs, plan: Plan) -> CliResult {
-    let clients = args.server.matchers(args.connections as usize).await?;
+    let matchers = args.server.matchers(args.connections as usize).await?;
+    let banks = if plan.mix.writes() {
+        prepare_write_bank(&args.server, &args.write_bank).await?;
+        let mut banks = Vec::with_capacity(args.connections as usize);
+        for _ in 0..args.connections {
+            banks.push(args.server.banks().await?);
+        }
+        banks
+    } else {
+        Vec::new()
+    };
     let shared = Arc::new(Shared {
-        clients: Clients::new(clients),
+        clients: Clients::new(matchers, banks),
         workload: plan.workload,
         mix: plan.mix,
         seed: args.seed,
@@ -262,6 +282,45 @@ async fn drive(args: LoadtestArgs, plan: Plan) -> CliResult {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Makes the write bank unless it exists, and checks that it is enabled: a disabled bank
+/// matches nothing, so every write would fail its check.
+async fn prepare_write_bank(server: &ServerArgs, name: &str) -> Result<(), String> {
+    let mut client: BanksClient<Connection> = server.banks().await?;
+    let bank = pb::Bank {
+        name: name.to_string(),
+        action: pb::Action::Review as i32,
+        description: "entries added, matched and removed by hashsieve loadtest".into(),
+        enabled: true,
+        ..Default::default()
+    };
+    match client
+        .create_bank(pb::CreateBankRequest { bank: Some(bank) })
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+        Err(status) => {
+            return Err(format!(
+                "cannot create the write bank {name}: {}",
+                describe(status)
+            ));
+        }
+    }
+    let bank = client
+        .get_bank(pb::GetBankRequest {
+            name: name.to_string(),
+        })
+        .await
+        .map_err(|status| format!("write bank {name}: {}", describe(status)))?
+        .into_inner();
+    if !bank.enabled {
+        return Err(format!(
+            "the write bank {name} is disabled, so writes could not match: enable it or name another with --write-bank"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `workers` workers until `stop`, and returns their merged record and the phase's

@@ -13,16 +13,19 @@ pub(crate) use crate::cli::parse_duration;
 use crate::hash::{Algorithm, HashValue};
 use crate::hashlist::HashListReader;
 
-/// The three kinds of call a load test makes.
+/// The kinds of call a load test makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Hashes,
     Image,
     Stream,
+    /// One write round trip: `AddEntries` of a new entry, a `CheckHashes` that must match it,
+    /// and `RemoveEntries` of it, so a long run neither grows the store nor the index.
+    Write,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Hashes, Kind::Image, Kind::Stream];
+    pub const ALL: [Kind; 4] = [Kind::Hashes, Kind::Image, Kind::Stream, Kind::Write];
 
     /// The name used in `--mix` and in the report.
     pub fn name(self) -> &'static str {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Hashes => "hashes",
             Kind::Image => "image",
             Kind::Stream => "stream",
+            Kind::Write => "write",
         }
     }
 
@@ -50,10 +54,10 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Relative weights of the kinds of call: `hashes=8,image=1,stream=1`.
+/// Relative weights of the kinds of call: `hashes=8,image=1,stream=1,write=1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mix {
-    weights: [u32; 3],
+    weights: [u32; Kind::ALL.len()],
 }
 
 impl Mix {
@@ -63,6 +67,11 @@ impl Mix {
 
     pub fn needs_images(&self) -> bool {
         Kind::ALL.iter().any(|k| k.needs_images() && self.weight(*k) > 0)
+    }
+
+    /// Whether the run writes, and so needs its write bank and Banks clients.
+    pub fn writes(&self) -> bool {
+        self.weight(Kind::Write) > 0
     }
 
     /// Picks a kind with probability proportional to its weight.
@@ -86,7 +95,7 @@ impl std::str::FromStr for Mix {
 
     /// Kinds left out weigh 0; at least one weight must be positive.
     fn from_str(text: &str) -> Result<Mix, String> {
-        let mut weights = [None; 3];
+        let mut weights = [None; Kind::ALL.len()];
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, weight) = part
                 .split_once('=')
@@ -96,7 +105,7 @@ impl std::str::FromStr for Mix {
                 .find(|k| k.name() == name.trim())
                 .ok_or_else(|| {
                     format!(
-                        "unknown call kind {:?} (expected hashes, image or stream)",
+                        "unknown call kind {:?} (expected hashes, image, stream or write)",
                         name.trim()
                     )
                 })?;
@@ -301,6 +310,23 @@ pub fn random_pdq(rng: &mut Rng) -> Query {
     Query::new(Algorithm::Pdq, &bytes)
 }
 
+/// The entry a write call adds, checks for and removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteEntry {
+    pub hash: Query,
+    /// External id, so an entry a run left behind (a call cut short by its timeout) can be
+    /// told apart from the bank's other entries.
+    pub id: String,
+}
+
+/// A fresh entry: a random PDQ hash, which no other worker draws and no stored hash is near in
+/// practice, so the check that follows the write matches exactly this entry.
+pub fn write_entry(rng: &mut Rng) -> WriteEntry {
+    let hash = random_pdq(rng);
+    let id = format!("loadtest-{}", &hash.hex[..16]);
+    WriteEntry { hash, id }
+}
+
 /// Flips `count` distinct random bits of `bytes` (all of them when `count` exceeds its size).
 pub fn flip_bits(bytes: &mut [u8], count: u32, rng: &mut Rng) {
     let bits = bytes.len() as u64 * 8;
@@ -377,11 +403,27 @@ mod tests {
     #[test]
     fn mix_parses_weights_and_leaves_the_rest_at_zero() {
         let mix: Mix = "hashes=8, image=1,stream=2".parse().unwrap();
-        assert_eq!(mix.weights, [8, 1, 2]);
+        assert_eq!(mix.weights, [8, 1, 2, 0]);
+        assert!(!mix.writes());
         let mix: Mix = "image=1".parse().unwrap();
-        assert_eq!(mix.weights, [0, 1, 0]);
+        assert_eq!(mix.weights, [0, 1, 0, 0]);
         assert!(mix.needs_images());
         assert!(!"hashes=1".parse::<Mix>().unwrap().needs_images());
+    }
+
+    #[test]
+    fn mix_takes_writes_which_need_no_images() {
+        let mix: Mix = "hashes=6,image=2,stream=1,write=1".parse().unwrap();
+        assert_eq!(mix.weights, [6, 2, 1, 1]);
+        assert_eq!(mix.weight(Kind::Write), 1);
+        assert!(mix.writes());
+        let mix: Mix = "write=3".parse().unwrap();
+        assert_eq!(mix.weights, [0, 0, 0, 3]);
+        assert!(mix.writes());
+        assert!(!mix.needs_images());
+        assert_eq!(mix.pick(&mut Rng::new(1)), Kind::Write);
+        assert_eq!(Kind::Write.name(), "write");
+        assert_eq!(Kind::Write.index(), 3);
     }
 
     #[test]
@@ -389,6 +431,8 @@ mod tests {
         for (text, reason) in [
             ("hashes", "not KIND=WEIGHT"),
             ("video=1", "unknown call kind"),
+            ("writes=1", "stream or write"),
+            ("write=1,write=1", "twice"),
             ("hashes=-1", "whole number"),
             ("hashes=1,hashes=2", "twice"),
             ("hashes=0,image=0", "at least one positive"),
@@ -403,13 +447,34 @@ mod tests {
     fn mix_picks_in_proportion_and_never_a_zero_weight() {
         let mix: Mix = "hashes=3,stream=1".parse().unwrap();
         let mut rng = Rng::new(7);
-        let mut counts = [0u32; 3];
+        let mut counts = [0u32; Kind::ALL.len()];
         for _ in 0..4000 {
             counts[mix.pick(&mut rng).index()] += 1;
         }
         assert_eq!(counts[Kind::Image.index()], 0);
+        assert_eq!(counts[Kind::Write.index()], 0);
         // 3000 expected; 6 standard deviations is about ±165.
         assert!((2800..3200).contains(&counts[Kind::Hashes.index()]), "{counts:?}");
+
+        let mix: Mix = "hashes=6,image=2,stream=1,write=1".parse().unwrap();
+        let mut counts = [0u32; Kind::ALL.len()];
+        for _ in 0..10_000 {
+            counts[mix.pick(&mut rng).index()] += 1;
+        }
+        // 1000 expected, standard deviation 30.
+        assert!((820..1180).contains(&counts[Kind::Write.index()]), "{counts:?}");
+    }
+
+    #[test]
+    fn write_entries_are_fresh_random_pdq_hashes_named_by_their_id() {
+        let mut rng = Rng::new(5);
+        let first = write_entry(&mut rng);
+        let second = write_entry(&mut rng);
+        assert_ne!(first.hash, second.hash);
+        assert_eq!(first.hash.algorithm, Algorithm::Pdq);
+        assert!(HashValue::from_hex(Algorithm::Pdq, &first.hash.hex).is_ok());
+        assert_eq!(first.id, format!("loadtest-{}", &first.hash.hex[..16]));
+        assert_eq!(write_entry(&mut Rng::new(5)), first);
     }
 
     #[test]

@@ -12,12 +12,37 @@ use super::plan::Kind;
 /// Largest latency the histogram holds exactly (an hour); longer ones are recorded as this.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
+/// Why a call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with this gRPC status (or the call timed out: `DeadlineExceeded`).
+    Status(tonic::Code),
+    /// `AddEntries` acknowledged a write without adding (or updating) its entry.
+    WriteNotStored,
+    /// The check sent once `AddEntries` acknowledged an entry did not match it.
+    WriteNotMatchable,
+    /// `RemoveEntries` did not remove the entry just written and matched.
+    WriteNotRemoved,
+}
+
+impl Failure {
+    /// The key of the report's error counts: the gRPC code's name (`Unavailable`), or the
+    /// broken expectation's (`WriteNotMatchable`).
+    fn name(self) -> String {
+        match self {
+            Failure::Status(code) => code_name(code),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
 /// What one call came to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The call's status: `Ok`, or the gRPC code it failed with.
-    pub status: Result<(), tonic::Code>,
-    /// Hashes checked (CheckHashes), images checked (CheckImage) or items answered (CheckStream).
+    /// The call's status: `Ok`, or why it failed.
+    pub status: Result<(), Failure>,
+    /// Hashes checked (CheckHashes), images checked (CheckImage), items answered (CheckStream)
+    /// or entries written, matched and removed (write).
     pub items: u64,
     /// The verdict of every answered check (one per stream item).
     pub verdicts: Vec<crate::proto::Verdict>,
@@ -29,8 +54,12 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn failed(code: tonic::Code) -> Outcome {
+        Outcome::broken(Failure::Status(code))
+    }
+
+    pub fn broken(failure: Failure) -> Outcome {
         Outcome {
-            status: Err(code),
+            status: Err(failure),
             items: 0,
             verdicts: Vec::new(),
             matched: 0,
@@ -79,7 +108,7 @@ impl KindStats {
         }
         match outcome.status {
             Ok(()) => self.ok += 1,
-            Err(code) => *self.errors.entry(code_name(code)).or_default() += 1,
+            Err(failure) => *self.errors.entry(failure.name()).or_default() += 1,
         }
         self.items += outcome.items;
         self.matched += outcome.matched;
@@ -147,15 +176,16 @@ fn per_second(count: u64, seconds: f64) -> f64 {
 /// lock; they are merged once at the end.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    kinds: [KindStats; 3],
+    kinds: [KindStats; Kind::ALL.len()],
     /// Open-loop calls claimed after they were due, because every worker was busy.
     late_starts: u64,
 }
 
 impl Recorder {
     pub fn new() -> Result<Recorder, String> {
+        let empty = KindStats::new()?;
         Ok(Recorder {
-            kinds: [KindStats::new()?, KindStats::new()?, KindStats::new()?],
+            kinds: std::array::from_fn(|_| empty.clone()),
             late_starts: 0,
         })
     }
@@ -200,6 +230,8 @@ pub struct Setup {
     pub stream_items: usize,
     pub warmup_s: f64,
     pub seed: u64,
+    /// The bank write calls add to and remove from, when the mix writes.
+    pub write_bank: Option<String>,
 }
 
 /// Latency percentiles in microseconds.
@@ -241,7 +273,8 @@ impl Latency {
 pub struct KindSummary {
     pub calls: u64,
     pub ok: u64,
-    /// Failed calls by gRPC code.
+    /// Failed calls by gRPC code, or by the write check that failed (`WriteNotStored`,
+    /// `WriteNotMatchable`, `WriteNotRemoved`).
     pub errors: BTreeMap<String, u64>,
     /// Stream items answered with an error, by gRPC code (the call itself succeeded).
     pub item_errors: BTreeMap<String, u64>,
@@ -411,6 +444,7 @@ mod tests {
             stream_items: 4,
             warmup_s: 0.0,
             seed: 0,
+            write_bank: None,
         }
     }
 
@@ -506,9 +540,53 @@ mod tests {
         }
         assert_eq!(value["per_kind"]["hashes"]["verdicts"]["VERDICT_BLOCK"], 1);
         assert_eq!(value["per_kind"]["stream"]["calls"], 0);
+        assert_eq!(value["per_kind"]["write"]["calls"], 0);
         assert_eq!(value["latency_us"]["p999"], 700);
         assert_eq!(value["setup"]["mode"], "closed");
         assert!(recorder.kinds[0].errors.is_empty());
+    }
+
+    #[test]
+    fn broken_writes_count_as_errors_named_for_what_broke() {
+        let mut recorder = Recorder::new().unwrap();
+        recorder.record(
+            Kind::Write,
+            Duration::from_millis(4),
+            &ok(1, vec![Verdict::Review]),
+        );
+        recorder.record(
+            Kind::Write,
+            Duration::from_millis(6),
+            &Outcome {
+                matched: 0,
+                ..Outcome::broken(Failure::WriteNotMatchable)
+            },
+        );
+        recorder.record(
+            Kind::Write,
+            Duration::from_millis(30),
+            &Outcome::failed(tonic::Code::Unavailable),
+        );
+        let report = Report::new(setup(), &recorder, Duration::from_secs(1)).unwrap();
+        let write = &report.per_kind["write"];
+        assert_eq!((write.calls, write.ok, write.items), (3, 1, 1));
+        assert_eq!(
+            write.errors,
+            BTreeMap::from([
+                ("Unavailable".to_string(), 1),
+                ("WriteNotMatchable".to_string(), 1)
+            ])
+        );
+        let text = report.to_text();
+        assert!(text.contains("\nwrite "), "{text}");
+        assert!(
+            text.contains("errors: Unavailable=1, WriteNotMatchable=1"),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+        assert_eq!(value["per_kind"]["write"]["errors"]["WriteNotMatchable"], 1);
+        let max = value["per_kind"]["write"]["latency_us"]["max"].as_u64().unwrap();
+        assert!((30_000..30_100).contains(&max), "{max}");
     }
 
     #[test]
