@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
 use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
 use crate::index::{IndexHit, IndexSet};
-use crate::store::Store;
+use crate::store::{EmbeddedStore, Store};
 use crate::verdict::{Match, Verdict, decide, sort_matches};
 
 /// Settings of the matcher.
@@ -142,7 +142,7 @@ impl Catalog {
 
 pub struct Matcher {
     config: MatcherConfig,
-    store: Store,
+    store: Box<dyn Store>,
     index: IndexSet,
     catalog: RwLock<Arc<Catalog>>,
     entry_counts: DashMap<BankId, u64>,
@@ -157,7 +157,10 @@ pub struct Matcher {
 impl Matcher {
     /// Opens the store and rebuilds the index from it.
     pub fn open(config: MatcherConfig) -> Result<Matcher, Error> {
-        let store = Store::open_with_cache(&config.data_dir, config.store_cache_bytes)?;
+        let store: Box<dyn Store> = Box::new(EmbeddedStore::open_with_cache(
+            &config.data_dir,
+            config.store_cache_bytes,
+        )?);
         let banks = store.load_banks()?;
         let entry_counts = DashMap::new();
         for (bank, count) in &banks {
@@ -188,7 +191,7 @@ impl Matcher {
             self.index.get(algorithm).reserve(stored as usize);
         }
         let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
-        self.store.for_each_key(|key, hash| {
+        self.store.for_each_key(&mut |key, hash| {
             let batch = batches.entry(hash.algorithm()).or_default();
             batch.push((hash, key));
             if batch.len() >= BATCH {
@@ -441,10 +444,10 @@ impl Matcher {
         &self,
         name: &BankName,
         algorithm: Option<Algorithm>,
-        visit: impl FnMut(Entry) -> ControlFlow<()>,
+        mut visit: impl FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let id = self.catalog().get(name)?.id;
-        self.store.for_each_entry(id, algorithm, visit)?;
+        self.store.for_each_entry(id, algorithm, &mut visit)?;
         Ok(())
     }
 

@@ -16,10 +16,10 @@ fn entry(hex_byte: u8, id: &str) -> NewEntry {
     NewEntry::new(hash, id, vec!["a".into()], "test", "", 1000).unwrap()
 }
 
-fn all_entries(store: &Store, bank: BankId) -> Vec<Entry> {
+fn all_entries(store: &dyn Store, bank: BankId) -> Vec<Entry> {
     let mut out = Vec::new();
     store
-        .for_each_entry(bank, None, |entry| {
+        .for_each_entry(bank, None, &mut |entry| {
             out.push(entry);
             ControlFlow::Continue(())
         })
@@ -27,12 +27,12 @@ fn all_entries(store: &Store, bank: BankId) -> Vec<Entry> {
     out
 }
 
-fn add(store: &Store, bank: BankId, entries: &[NewEntry]) -> Vec<EntryKey> {
+fn add(store: &dyn Store, bank: BankId, entries: &[NewEntry]) -> Vec<EntryKey> {
     let new: Vec<&NewEntry> = entries.iter().collect();
     store.write_entries(bank, &new, &[], true).unwrap()
 }
 
-fn open_bank(store: &Store, name: &str) -> Bank {
+fn open_bank(store: &dyn Store, name: &str) -> Bank {
     store
         .create_bank(BankName::new(name).unwrap(), settings(), 5)
         .unwrap()
@@ -42,14 +42,14 @@ fn open_bank(store: &Store, name: &str) -> Bank {
 fn banks_and_entries_survive_reopening_in_the_order_added() {
     let dir = tempfile::tempdir().unwrap();
     let (bank, keys) = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
         let bank = open_bank(&store, "TVEC");
         let keys = add(&store, bank.id, &[entry(2, "x"), entry(1, "y")]);
         (bank, keys)
     };
     assert_eq!(keys.len(), 2);
     assert!(keys[0].seq < keys[1].seq);
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
     let entries = all_entries(&store, bank.id);
     let ids: Vec<&str> = entries.iter().map(|e| e.meta.id.as_str()).collect();
@@ -60,7 +60,9 @@ fn banks_and_entries_survive_reopening_in_the_order_added() {
         vec![Some(Entry::from(entry(2, "x"))), Some(Entry::from(entry(1, "y")))]
     );
     let mut visited = Vec::new();
-    store.for_each_key(|key, hash| visited.push((key, hash))).unwrap();
+    store
+        .for_each_key(&mut |key, hash| visited.push((key, hash)))
+        .unwrap();
     assert_eq!(
         visited,
         vec![(keys[0], entry(2, "").hash), (keys[1], entry(1, "").hash)]
@@ -70,7 +72,7 @@ fn banks_and_entries_survive_reopening_in_the_order_added() {
 #[test]
 fn replacing_updates_metadata_and_keeps_the_first_time() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let bank = open_bank(&store, "B");
     let keys = add(&store, bank.id, &[entry(1, "old")]);
     let mut again = entry(1, "new");
@@ -101,7 +103,7 @@ fn replacing_updates_metadata_and_keeps_the_first_time() {
 #[test]
 fn replacing_a_missing_entry_is_reported_as_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let bank = open_bank(&store, "B");
     let missing = EntryKey {
         bank: bank.id,
@@ -116,7 +118,7 @@ fn replacing_a_missing_entry_is_reported_as_corruption() {
 #[test]
 fn removal_by_sequence_number_and_id_and_bank_deletion() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let a = open_bank(&store, "A");
     let b = open_bank(&store, "B");
     assert_ne!(a.id, b.id);
@@ -145,7 +147,7 @@ fn removal_by_sequence_number_and_id_and_bank_deletion() {
     assert!(all_entries(&store, b.id).is_empty());
     assert_eq!(store.load_banks().unwrap().len(), 1);
     let mut remaining = 0;
-    store.for_each_key(|_, _| remaining += 1).unwrap();
+    store.for_each_key(&mut |_, _| remaining += 1).unwrap();
     assert_eq!(remaining, 0);
 }
 
@@ -153,13 +155,13 @@ fn removal_by_sequence_number_and_id_and_bank_deletion() {
 fn sequence_numbers_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let first = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
         let bank = open_bank(&store, "A");
         let first = add(&store, bank.id, &[entry(1, "")])[0];
         store.remove_entries(bank.id, &[first.seq], &[]).unwrap();
         first
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let second = add(&store, first.bank, &[entry(1, "")])[0];
     assert!(second.seq > first.seq);
 }
@@ -167,7 +169,7 @@ fn sequence_numbers_are_never_reused() {
 #[test]
 fn duplicate_bank_names_are_refused_and_ids_never_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     let first = open_bank(&store, "A");
     assert!(matches!(
         store.create_bank(BankName::new("A").unwrap(), settings(), 0),
@@ -182,21 +184,21 @@ fn duplicate_bank_names_are_refused_and_ids_never_reused() {
 fn a_durable_commit_makes_earlier_non_durable_ones_durable() {
     let dir = tempfile::tempdir().unwrap();
     let bank = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
         let bank = open_bank(&store, "A");
         let first = entry(7, "");
         store.write_entries(bank.id, &[&first], &[], false).unwrap();
         add(&store, bank.id, &[entry(8, "")]);
         bank
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(all_entries(&store, bank.id).len(), 2);
 }
 
 #[test]
 fn a_store_of_another_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path()).unwrap());
+    drop(EmbeddedStore::open(dir.path()).unwrap());
     {
         let db = Database::create(dir.path().join(DATABASE_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
@@ -207,7 +209,7 @@ fn a_store_of_another_schema_version_is_refused() {
         txn.commit().unwrap();
     }
     assert!(matches!(
-        Store::open(dir.path()),
+        EmbeddedStore::open(dir.path()),
         Err(StoreError::SchemaVersion { found: 99, .. })
     ));
 }
@@ -251,7 +253,7 @@ fn a_version_1_store_is_migrated_on_open() {
         }
         txn.commit().unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
     // Version 1 kept entries in hash order.
     let migrated = all_entries(&store, bank.id);
@@ -264,6 +266,6 @@ fn a_version_1_store_is_migrated_on_open() {
     assert_eq!(next.seq, 2);
     drop(store);
     // Reopening finds the current version: nothing is migrated twice.
-    let store = Store::open(dir.path()).unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(all_entries(&store, bank.id).len(), 3);
 }
