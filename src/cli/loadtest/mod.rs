@@ -15,7 +15,8 @@ mod calls;
 mod plan;
 mod report;
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -106,6 +107,11 @@ pub struct LoadtestArgs {
     /// No progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Write one line per second of the load to FILE (tab-separated: seconds since the start,
+    /// calls answered, failed calls, failed stream items, slowest answer in ms, all over that
+    /// second), to see when errors or stalls happened in a long run.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
     /// Exit with code 3 when more than this fraction of calls failed.
     #[arg(long, value_name = "F")]
     max_error_rate: Option<f64>,
@@ -126,15 +132,20 @@ struct Shared {
     workload: Workload,
     mix: Mix,
     seed: u64,
+    /// No progress bar.
+    quiet: bool,
     /// Set by Ctrl-C: no new call starts, and the report covers what was done.
     interrupted: AtomicBool,
 }
 
-/// Counters the progress bar reads while workers run.
+/// Counters the progress bar and the timeline read while workers run.
 #[derive(Default)]
 struct Live {
     calls: AtomicU64,
     errors: AtomicU64,
+    item_errors: AtomicU64,
+    /// The slowest answer since the timeline last looked, in µs.
+    slowest_us: AtomicU64,
 }
 
 pub fn run(args: LoadtestArgs) -> CliResult {
@@ -236,6 +247,7 @@ async fn drive(args: LoadtestArgs, plan: Plan) -> CliResult {
         workload: plan.workload,
         mix: plan.mix,
         seed: args.seed,
+        quiet: args.quiet,
         interrupted: AtomicBool::new(false),
     });
     let on_interrupt = tokio::spawn({
@@ -246,6 +258,12 @@ async fn drive(args: LoadtestArgs, plan: Plan) -> CliResult {
             }
         }
     });
+    let timeline = match &args.timeline {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
     let workers = args.concurrency as usize;
     if !args.warmup.is_zero() {
         run_phase(
@@ -255,12 +273,11 @@ async fn drive(args: LoadtestArgs, plan: Plan) -> CliResult {
             workers,
             0,
             "warmup",
-            args.quiet,
+            None,
         )
         .await?;
     }
-    let (recorder, elapsed) =
-        run_phase(&shared, plan.stop, plan.pace, workers, 1, "load", args.quiet).await?;
+    let (recorder, elapsed) = run_phase(&shared, plan.stop, plan.pace, workers, 1, "load", timeline).await?;
     on_interrupt.abort();
 
     let report = Report::new(plan.setup, &recorder, elapsed)?;
@@ -332,7 +349,7 @@ async fn run_phase(
     workers: usize,
     phase: u64,
     name: &str,
-    quiet: bool,
+    timeline: Option<BufWriter<File>>,
 ) -> Result<(Recorder, Duration), String> {
     // Each worker's record is made before the clock starts: making them is not load.
     let recorders = (0..workers)
@@ -340,13 +357,16 @@ async fn run_phase(
         .collect::<Result<Vec<_>, _>>()?;
     let schedule = Arc::new(Schedule::new(Instant::now(), stop, pace));
     let live = Arc::new(Live::default());
-    let progress = progress_bar(quiet, stop, name);
+    let progress = progress_bar(shared.quiet, stop, name);
     let ticker = tokio::spawn(show_progress(
         progress.clone(),
         schedule.clone(),
         live.clone(),
         stop,
     ));
+    let (finished, on_finish) = tokio::sync::oneshot::channel();
+    let timeline =
+        timeline.map(|out| tokio::spawn(write_timeline(out, schedule.clone(), live.clone(), on_finish)));
     let handles: Vec<_> = recorders
         .into_iter()
         .zip(0..workers as u64)
@@ -369,6 +389,12 @@ async fn run_phase(
     let elapsed = schedule.start().elapsed();
     ticker.abort();
     progress.finish_and_clear();
+    if let Some(timeline) = timeline {
+        let _ = finished.send(());
+        timeline
+            .await
+            .map_err(|e| format!("the timeline writer failed: {e}"))??;
+    }
     Ok((merged, elapsed))
 }
 
@@ -409,6 +435,12 @@ async fn work(
         if outcome.status.is_err() {
             live.errors.fetch_add(1, Ordering::Relaxed);
         }
+        if !outcome.item_errors.is_empty() {
+            live.item_errors
+                .fetch_add(outcome.item_errors.len() as u64, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        live.slowest_us.fetch_max(micros, Ordering::Relaxed);
         recorder.record(kind, latency, &outcome);
     }
     Ok(recorder)
@@ -451,5 +483,70 @@ async fn show_progress(bar: ProgressBar, schedule: Arc<Schedule>, live: Arc<Live
             "{:.1} s, {calls} calls, {errors} errors, {rate:.0} calls/s",
             elapsed.as_secs_f64()
         ));
+    }
+}
+
+/// Writes one line per second of the phase (and one for the last part second, once
+/// `finished` fires): what was answered in that second, and the slowest answer.
+async fn write_timeline(
+    mut out: BufWriter<File>,
+    schedule: Arc<Schedule>,
+    live: Arc<Live>,
+    mut finished: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("cannot write the timeline: {e}");
+    writeln!(out, "t_s\tcalls\terrors\titem_errors\tslowest_ms").map_err(failed)?;
+    let second = Duration::from_secs(1);
+    let mut tick = tokio::time::interval_at((schedule.start() + second).into(), second);
+    let mut before = [0u64; 3];
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = &mut finished => true,
+        };
+        let now = [&live.calls, &live.errors, &live.item_errors].map(|c| c.load(Ordering::Relaxed));
+        let slowest_ms = live.slowest_us.swap(0, Ordering::Relaxed) as f64 / 1000.0;
+        writeln!(
+            out,
+            "{:.1}\t{}\t{}\t{}\t{slowest_ms:.1}",
+            schedule.start().elapsed().as_secs_f64(),
+            now[0] - before[0],
+            now[1] - before[1],
+            now[2] - before[2],
+        )
+        .map_err(failed)?;
+        // Small writes, once a second: buffered, flushed so a run cut short keeps its lines.
+        out.flush().map_err(failed)?;
+        before = now;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_timeline_ends_with_what_the_last_part_second_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.tsv");
+        let schedule = Arc::new(Schedule::new(Instant::now(), Stop::Count(1), Pace::Closed));
+        let live = Arc::new(Live::default());
+        live.calls.store(7, Ordering::Relaxed);
+        live.errors.store(2, Ordering::Relaxed);
+        live.item_errors.store(3, Ordering::Relaxed);
+        live.slowest_us.store(1_500, Ordering::Relaxed);
+        let (finished, on_finish) = tokio::sync::oneshot::channel();
+        finished.send(()).unwrap();
+        let out = BufWriter::new(File::create(&path).unwrap());
+        write_timeline(out, schedule, live, on_finish).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "t_s\tcalls\terrors\titem_errors\tslowest_ms");
+        let fields: Vec<&str> = lines[1].split('\t').collect();
+        assert_eq!(fields[1..], ["7", "2", "3", "1.5"]);
+        assert_eq!(lines.len(), 2);
     }
 }
