@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
 use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
 use crate::index::{IndexHit, IndexSet};
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, PostgresStore, Store};
 use crate::verdict::{Match, Verdict, decide, sort_matches};
 
 /// Settings of the matcher.
@@ -33,6 +33,9 @@ pub struct MatcherConfig {
     pub max_matches: usize,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
+    /// A `postgres://` URL: keep banks and entries in that shared database instead of the
+    /// embedded store in `data_dir`.
+    pub postgres_url: Option<String>,
 }
 
 impl MatcherConfig {
@@ -43,6 +46,7 @@ impl MatcherConfig {
             min_add_quality: 50,
             max_matches: 1000,
             store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            postgres_url: None,
         }
     }
 }
@@ -155,12 +159,20 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Whether the store answers without a network round trip (see [`Store::is_local`]).
+    pub fn store_is_local(&self) -> bool {
+        self.store.is_local()
+    }
+
     /// Opens the store and rebuilds the index from it.
     pub fn open(config: MatcherConfig) -> Result<Matcher, Error> {
-        let store: Box<dyn Store> = Box::new(EmbeddedStore::open_with_cache(
-            &config.data_dir,
-            config.store_cache_bytes,
-        )?);
+        let store: Box<dyn Store> = match &config.postgres_url {
+            Some(url) => Box::new(PostgresStore::open(url)?),
+            None => Box::new(EmbeddedStore::open_with_cache(
+                &config.data_dir,
+                config.store_cache_bytes,
+            )?),
+        };
         let banks = store.load_banks()?;
         let entry_counts = DashMap::new();
         for (bank, count) in &banks {

@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Directory of the embedded store (created if missing).
     #[arg(long, env = "HASHSIEVE_DATA_DIR", default_value = "./hashsieve-data")]
     data_dir: PathBuf,
+    /// Keep banks and entries in PostgreSQL instead (`postgres://USER[:PASSWORD]@HOST:PORT/DB`),
+    /// shared by every replica given the same URL. The schema is created and migrated at start.
+    #[arg(long, env = "HASHSIEVE_STORE", value_parser = parse_store_url, hide_env_values = true)]
+    store: Option<String>,
     /// Largest accepted image, in bytes.
     #[arg(long, env = "HASHSIEVE_MAX_IMAGE_BYTES", default_value_t = MatcherConfig::new(".").decode_limits.max_input_bytes)]
     max_image_bytes: usize,
@@ -73,6 +77,11 @@ pub fn run(args: ServeArgs) -> CliResult {
     config.decode_limits.max_pixels = args.max_image_pixels;
     config.min_add_quality = args.min_add_quality;
     config.store_cache_bytes = args.store_cache_mb << 20;
+    config.postgres_url = args.store.clone();
+    let store = match &args.store {
+        Some(url) => without_password(url),
+        None => args.data_dir.display().to_string(),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,12 +92,12 @@ pub fn run(args: ServeArgs) -> CliResult {
         let matcher = tokio::task::spawn_blocking(move || Matcher::open(config))
             .await
             .map_err(|e| format!("startup failed: {e}"))?
-            .map_err(|e| format!("cannot open the store in {}: {}", args.data_dir.display(), super::error_chain(&e)))?;
+            .map_err(|e| format!("cannot open the store {store}: {}", super::error_chain(&e)))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%address, data_dir = %args.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "serving");
+        tracing::info!(%address, %store, elapsed_ms = started.elapsed().as_millis() as u64, "serving");
         let matcher = Arc::new(matcher);
         let api_keys = api_keys(&args)?;
         if api_keys.is_empty() && !args.listen.ip().is_loopback() {
@@ -113,6 +122,29 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A `--store` value: only PostgreSQL URLs name another store.
+fn parse_store_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_string())
+    } else {
+        Err("expected a postgres:// URL (the embedded store is the default: see --data-dir)".into())
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The PEM files of `--tls-cert`, `--tls-key` and `--tls-client-ca`, read.
@@ -171,4 +203,21 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_checked_and_passwords_kept_out_of_logs() {
+        assert!(parse_store_url("postgres://hs@db:5432/hashsieve").is_ok());
+        assert!(parse_store_url("postgresql://hs@db/hashsieve").is_ok());
+        assert!(parse_store_url("/var/lib/hashsieve").is_err());
+        assert_eq!(
+            without_password("postgres://hs:s3cret@db:5432/hashsieve"),
+            "postgres://hs:***@db:5432/hashsieve"
+        );
+        assert_eq!(without_password("postgres://hs@db/x"), "postgres://hs@db/x");
+    }
 }

@@ -61,7 +61,7 @@ async fn check_hashes(core: Core, request: pb::CheckHashesRequest) -> Result<pb:
             .check_hashes(&hashes, &banks)
             .map(|o| convert::check_response(&o))
     };
-    if request.hashes.len() <= INLINE_MAX_HASHES {
+    if request.hashes.len() <= INLINE_MAX_HASHES && core.matcher.store_is_local() {
         core.run_inline(work)
     } else {
         core.run_check(work).await

@@ -1,7 +1,8 @@
 //! The durable record of banks and entries, which the index is rebuilt from.
 //!
 //! [`Store`] is what the matcher needs of one; [`EmbeddedStore`] keeps it in a redb database in
-//! the data directory (the default: one node, nothing else to run).
+//! the data directory (the default: one node, nothing else to run); [`PostgresStore`] in
+//! PostgreSQL, shared by replicas.
 //!
 //! Every entry has an [`EntryKey`]: its bank's id and a sequence number the store hands out,
 //! never reused. The index holds each entry's key, so a match is resolved to its metadata by
@@ -13,13 +14,21 @@ use std::ops::ControlFlow;
 use crate::bank::{Bank, BankId, BankName, BankSettings, Entry, EntryKey, NewEntry};
 use crate::hash::{Algorithm, HashValue};
 
+#[cfg(test)]
+mod contract_tests;
 mod embedded;
+mod postgres;
 
 pub use embedded::{DATABASE_FILE, DEFAULT_CACHE_BYTES, EmbeddedStore, SCHEMA_VERSION};
+pub use postgres::{MIGRATIONS, PostgresStore, change};
 
 /// What the matcher needs of a store. Every method is one transaction: it happens whole or
 /// not at all, and a write that returns `Ok` is committed (durably, unless it says otherwise).
 pub trait Store: Send + Sync {
+    /// Whether reads are local (no network round trip), so a check may resolve its matches
+    /// on an async thread. A networked store's client may also refuse to run there at all.
+    fn is_local(&self) -> bool;
+
     /// Every bank with its entry count.
     fn load_banks(&self) -> Result<Vec<(Bank, u64)>, StoreError>;
 
@@ -91,6 +100,8 @@ pub enum StoreError {
     CreateDir { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Database(Box<redb::Error>),
+    #[error("postgresql error: {0}")]
+    Postgres(Box<::postgres::Error>),
     #[error("store schema version {found} is not supported (this build reads version {expected})")]
     SchemaVersion { found: u32, expected: u32 },
     #[error(

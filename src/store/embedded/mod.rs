@@ -150,6 +150,10 @@ impl EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn load_banks(&self) -> Result<Vec<(Bank, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
         let banks = txn.open_table(BANKS)?;

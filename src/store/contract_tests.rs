@@ -1,0 +1,291 @@
+//! The contract every [`Store`] keeps, run against each backend: the embedded store always,
+//! PostgreSQL when `HASHSIEVE_TEST_DATABASE_URL` names a server (each run in a schema of its
+//! own, dropped afterwards).
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::bank::{Action, Thresholds};
+
+/// Opens (and reopens) one backend's store.
+pub(crate) struct Backend {
+    pub name: &'static str,
+    open: Box<dyn Fn() -> Box<dyn Store>>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl Backend {
+    pub fn open(&self) -> Box<dyn Store> {
+        (self.open)()
+    }
+
+    fn embedded() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        Backend {
+            name: "embedded",
+            open: Box::new(move || Box::new(EmbeddedStore::open(&path).unwrap())),
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    /// A store in a fresh schema of the test database.
+    fn postgres(url: &str) -> Backend {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let schema = format!(
+            "hs_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
+        Backend {
+            name: "postgres",
+            open: Box::new(move || Box::new(PostgresStore::open(&scoped).unwrap())),
+            _dir: None,
+            schema: Some((url.to_string(), schema)),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some((url, schema)) = &self.schema
+            && let Ok(mut client) = ::postgres::Client::connect(url, ::postgres::NoTls)
+        {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+/// The test database's URL, or `None` (and a note that the PostgreSQL runs were skipped).
+pub(crate) fn test_database_url() -> Option<String> {
+    let url = std::env::var("HASHSIEVE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("HASHSIEVE_TEST_DATABASE_URL is unset: the PostgreSQL store tests were skipped");
+    }
+    url
+}
+
+/// Runs `test` against a fresh store of every available backend.
+fn for_each_backend(test: fn(&Backend)) {
+    let mut backends = vec![Backend::embedded()];
+    backends.extend(test_database_url().map(|url| Backend::postgres(&url)));
+    for backend in &backends {
+        // Names the backend in the output of a failing test.
+        eprintln!("on the {} store", backend.name);
+        test(backend);
+    }
+}
+
+fn settings() -> BankSettings {
+    BankSettings {
+        action: Action::Block,
+        thresholds: Thresholds::default(),
+        labels: vec!["tvec".into()],
+        description: String::new(),
+        enabled: true,
+    }
+}
+
+fn entry(hex_byte: u8, id: &str) -> NewEntry {
+    let hash = HashValue::from_bytes(Algorithm::Pdq, &[hex_byte; 32]).unwrap();
+    NewEntry::new(hash, id, vec!["a".into()], "test", "", 1000).unwrap()
+}
+
+fn all_entries(store: &dyn Store, bank: BankId) -> Vec<Entry> {
+    let mut out = Vec::new();
+    store
+        .for_each_entry(bank, None, &mut |entry| {
+            out.push(entry);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    out
+}
+
+fn add(store: &dyn Store, bank: BankId, entries: &[NewEntry]) -> Vec<EntryKey> {
+    let new: Vec<&NewEntry> = entries.iter().collect();
+    store.write_entries(bank, &new, &[], true).unwrap()
+}
+
+fn open_bank(store: &dyn Store, name: &str) -> Bank {
+    store
+        .create_bank(BankName::new(name).unwrap(), settings(), 5)
+        .unwrap()
+}
+
+#[test]
+fn banks_and_entries_survive_reopening_in_the_order_added() {
+    for_each_backend(contract::banks_and_entries_survive_reopening_in_the_order_added);
+}
+
+#[test]
+fn replacing_updates_metadata_and_keeps_the_first_time() {
+    for_each_backend(contract::replacing_updates_metadata_and_keeps_the_first_time);
+}
+
+#[test]
+fn replacing_a_missing_entry_is_reported_as_corruption() {
+    for_each_backend(contract::replacing_a_missing_entry_is_reported_as_corruption);
+}
+
+#[test]
+fn removal_by_sequence_number_and_id_and_bank_deletion() {
+    for_each_backend(contract::removal_by_sequence_number_and_id_and_bank_deletion);
+}
+
+#[test]
+fn sequence_numbers_are_never_reused() {
+    for_each_backend(contract::sequence_numbers_are_never_reused);
+}
+
+#[test]
+fn duplicate_bank_names_are_refused_and_ids_never_reused() {
+    for_each_backend(contract::duplicate_bank_names_are_refused_and_ids_never_reused);
+}
+
+mod contract {
+    use super::*;
+
+    pub fn banks_and_entries_survive_reopening_in_the_order_added(backend: &Backend) {
+        let (bank, keys) = {
+            let store = backend.open();
+            let bank = open_bank(&*store, "TVEC");
+            let keys = add(&*store, bank.id, &[entry(2, "x"), entry(1, "y")]);
+            (bank, keys)
+        };
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].seq < keys[1].seq);
+        let store = backend.open();
+        assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
+        let entries = all_entries(&*store, bank.id);
+        let ids: Vec<&str> = entries.iter().map(|e| e.meta.id.as_str()).collect();
+        assert_eq!(ids, ["x", "y"]);
+        assert_eq!(entries[0], Entry::from(entry(2, "x")));
+        assert_eq!(
+            store.entries(&keys).unwrap(),
+            vec![Some(Entry::from(entry(2, "x"))), Some(Entry::from(entry(1, "y")))]
+        );
+        let mut visited = Vec::new();
+        store
+            .for_each_key(&mut |key, hash| visited.push((key, hash)))
+            .unwrap();
+        assert_eq!(
+            visited,
+            vec![(keys[0], entry(2, "").hash), (keys[1], entry(1, "").hash)]
+        );
+    }
+
+    pub fn replacing_updates_metadata_and_keeps_the_first_time(backend: &Backend) {
+        let store = backend.open();
+        let bank = open_bank(&*store, "B");
+        let keys = add(&*store, bank.id, &[entry(1, "old")]);
+        let mut again = entry(1, "new");
+        again.meta.added_at_ms = 9999;
+        let written = store
+            .write_entries(bank.id, &[], &[(keys[0], &again)], true)
+            .unwrap();
+        assert!(written.is_empty());
+        let entries = all_entries(&*store, bank.id);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].meta.id, "new");
+        assert_eq!(entries[0].meta.added_at_ms, 1000);
+        assert_eq!(store.load_banks().unwrap()[0].1, 1);
+        // The old id no longer finds the entry; the new one does.
+        assert!(
+            store
+                .remove_entries(bank.id, &[], &["old".into()])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.remove_entries(bank.id, &[], &["new".into()]).unwrap(),
+            vec![(keys[0], again.hash)]
+        );
+        assert_eq!(store.load_banks().unwrap()[0].1, 0);
+    }
+
+    pub fn replacing_a_missing_entry_is_reported_as_corruption(backend: &Backend) {
+        let store = backend.open();
+        let bank = open_bank(&*store, "B");
+        let missing = EntryKey {
+            bank: bank.id,
+            seq: 42,
+        };
+        assert!(matches!(
+            store.write_entries(bank.id, &[], &[(missing, &entry(1, ""))], true),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    pub fn removal_by_sequence_number_and_id_and_bank_deletion(backend: &Backend) {
+        let store = backend.open();
+        let a = open_bank(&*store, "A");
+        let b = open_bank(&*store, "B");
+        assert_ne!(a.id, b.id);
+        let keys = add(&*store, a.id, &[entry(1, "m"), entry(2, "m"), entry(3, "n")]);
+        add(&*store, b.id, &[entry(1, "m")]);
+
+        let removed = store.remove_entries(a.id, &[], &["m".into()]).unwrap();
+        assert_eq!(
+            removed,
+            vec![(keys[0], entry(1, "").hash), (keys[1], entry(2, "").hash)]
+        );
+        // A sequence number given twice, or one already removed, removes nothing more.
+        let third = (keys[2], entry(3, "").hash);
+        assert_eq!(
+            store
+                .remove_entries(a.id, &[keys[2].seq, keys[2].seq, keys[0].seq], &[])
+                .unwrap(),
+            vec![third]
+        );
+        assert!(all_entries(&*store, a.id).is_empty());
+        assert_eq!(store.entries(&keys).unwrap(), vec![None, None, None]);
+        // Bank B is untouched by A's removals.
+        assert_eq!(all_entries(&*store, b.id).len(), 1);
+
+        assert_eq!(store.delete_bank(b.id).unwrap(), 1);
+        assert!(all_entries(&*store, b.id).is_empty());
+        assert_eq!(store.load_banks().unwrap().len(), 1);
+        let mut remaining = 0;
+        store.for_each_key(&mut |_, _| remaining += 1).unwrap();
+        assert_eq!(remaining, 0);
+    }
+
+    pub fn sequence_numbers_are_never_reused(backend: &Backend) {
+        let first = {
+            let store = backend.open();
+            let bank = open_bank(&*store, "A");
+            let first = add(&*store, bank.id, &[entry(1, "")])[0];
+            store.remove_entries(bank.id, &[first.seq], &[]).unwrap();
+            first
+        };
+        let store = backend.open();
+        let second = add(&*store, first.bank, &[entry(1, "")])[0];
+        assert!(second.seq > first.seq);
+    }
+
+    pub fn duplicate_bank_names_are_refused_and_ids_never_reused(backend: &Backend) {
+        let store = backend.open();
+        let first = open_bank(&*store, "A");
+        assert!(matches!(
+            store.create_bank(BankName::new("A").unwrap(), settings(), 0),
+            Err(StoreError::BankExists(_))
+        ));
+        store.delete_bank(first.id).unwrap();
+        let second = open_bank(&*store, "A");
+        assert!(second.id > first.id);
+    }
+}
