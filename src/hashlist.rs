@@ -226,7 +226,8 @@ impl Iterator for HashListReader {
                             }));
                         }
                     };
-                    let text = text.trim();
+                    // A byte order mark (spreadsheets write one) is not part of the first hash.
+                    let text = text.trim_start_matches('\u{feff}').trim();
                     if text.is_empty() || text.starts_with('#') {
                         continue;
                     }
@@ -326,6 +327,13 @@ mod tests {
         let rows = read(&format!("{pdq}\n\n# comment\n{}\n", &pdq[..10]));
         assert_eq!(rows[0], Ok((1, pdq.to_string(), pdq.to_string())));
         assert!(matches!(&rows[1], Err((4, reason)) if reason.contains("64 hex digits")));
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_bare_hashes_is_not_part_of_the_first() {
+        let pdq = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+        let rows = read(&format!("\u{feff}{pdq}\n"));
+        assert_eq!(rows, vec![Ok((1, pdq.to_string(), pdq.to_string()))]);
     }
 
     #[test]
