@@ -36,3 +36,15 @@ impl From<StoreError> for Error {
         }
     }
 }
+
+/// An error and its sources, joined: "storage failure: database error: …".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
+}

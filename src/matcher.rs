@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
 use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
 use crate::index::{IndexHit, IndexSet};
-use crate::store::{EmbeddedStore, PostgresStore, Store};
+use crate::store::{EmbeddedStore, PostgresStore, Store, StoreError};
 use crate::verdict::{Match, Verdict, decide, sort_matches};
 
 /// Settings of the matcher.
@@ -154,8 +154,11 @@ pub struct Matcher {
     /// The last [`RECENT_MATCHES`] matches, newest at the back. In memory only: it is an
     /// operator's view of what is matching now, not a record.
     recent: Mutex<VecDeque<RecentMatch>>,
-    /// Serialises writes so the index applies them in the store's commit order.
+    /// Serialises writes, and the applying of a shared store's changes, so the index applies
+    /// them in the store's commit order.
     write_lock: Mutex<()>,
+    /// How closely this process follows a shared store's changes.
+    following: Mutex<follow::Following>,
 }
 
 impl Matcher {
@@ -173,44 +176,48 @@ impl Matcher {
                 config.store_cache_bytes,
             )?),
         };
-        let banks = store.load_banks()?;
-        let entry_counts = DashMap::new();
-        for (bank, count) in &banks {
-            entry_counts.insert(bank.id, *count);
-        }
         let matcher = Matcher {
-            catalog: RwLock::new(Arc::new(Catalog::from_banks(
-                banks.into_iter().map(|(bank, _)| bank),
-            ))),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
             config,
             store,
             index: IndexSet::default(),
-            entry_counts,
+            entry_counts: DashMap::new(),
             stats: DashMap::new(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_MATCHES)),
             write_lock: Mutex::new(()),
+            following: Mutex::new(follow::Following::new()),
         };
-        matcher.rebuild_index()?;
+        matcher.load()?;
         Ok(matcher)
     }
 
-    fn rebuild_index(&self) -> Result<(), Error> {
+    /// Loads the banks and rebuilds the index from one snapshot of the store.
+    fn load(&self) -> Result<(), Error> {
         const BATCH: usize = 65_536;
-        // Room for every entry in each engine, as the store does not count them by algorithm:
-        // what an engine does not fill is address space, never touched, so never resident.
-        let stored: u64 = self.entry_counts.iter().map(|count| *count).sum();
-        for algorithm in Algorithm::ALL {
-            self.index.get(algorithm).reserve(stored as usize);
-        }
         let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
-        self.store.for_each_key(&mut |key, hash| {
-            let batch = batches.entry(hash.algorithm()).or_default();
-            batch.push((hash, key));
-            if batch.len() >= BATCH {
-                self.index.get(hash.algorithm()).load_distinct(batch);
-                batch.clear();
-            }
-        })?;
+        self.store.load(
+            &mut |banks| {
+                // Room for every entry in each engine, as the store does not count them by
+                // algorithm: what an engine does not fill is address space, never touched, so
+                // never resident.
+                let stored: u64 = banks.iter().map(|(_, count)| count).sum();
+                for algorithm in Algorithm::ALL {
+                    self.index.get(algorithm).reserve(stored as usize);
+                }
+                for (bank, count) in &banks {
+                    self.entry_counts.insert(bank.id, *count);
+                }
+                self.replace_catalog(|all| *all = banks.into_iter().map(|(bank, _)| bank).collect());
+            },
+            &mut |key, hash| {
+                let batch = batches.entry(hash.algorithm()).or_default();
+                batch.push((hash, key));
+                if batch.len() >= BATCH {
+                    self.index.get(hash.algorithm()).load_distinct(batch);
+                    batch.clear();
+                }
+            },
+        )?;
         for (algorithm, batch) in batches {
             self.index.get(algorithm).load_distinct(&batch);
         }
@@ -237,11 +244,55 @@ impl Matcher {
         self.write_lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs a write under the writer lock. A shared store refuses a write decided on a stale
+    /// view, when another replica wrote first: this one applies that replica's changes, then
+    /// decides and tries the write again.
+    fn write<T>(&self, mut attempt: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+        /// Beyond this, other replicas are writing faster than this one can catch up.
+        const ATTEMPTS: usize = 16;
+        let _writes = self.lock_writes();
+        for _ in 1..ATTEMPTS {
+            let result = attempt();
+            let Some(feed) = self.store.feed() else {
+                return result;
+            };
+            match result {
+                Err(Error::Store(StoreError::Behind)) => while self.apply_next_changes(feed)? {},
+                // The bank may have been created or deleted through another replica a moment
+                // ago: decide again if this one had not applied that yet.
+                Err(Error::BankNotFound(_) | Error::BankExists(_)) if self.apply_next_changes(feed)? => {
+                    while self.apply_next_changes(feed)? {}
+                }
+                result => return result,
+            }
+        }
+        attempt()
+    }
+
     fn replace_catalog(&self, change: impl FnOnce(&mut Vec<Bank>)) {
         let mut guard = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
         let mut banks: Vec<Bank> = guard.by_id.values().map(|bank| (**bank).clone()).collect();
         change(&mut banks);
         *guard = Arc::new(Catalog::from_banks(banks));
+    }
+
+    /// Puts a bank's record in the catalog, replacing its old one.
+    fn upsert_bank(&self, bank: Bank) {
+        self.entry_counts.entry(bank.id).or_insert(0);
+        self.replace_catalog(|banks| match banks.iter_mut().find(|b| b.id == bank.id) {
+            Some(slot) => *slot = bank,
+            None => banks.push(bank),
+        });
+    }
+
+    /// Drops a deleted bank and its entries.
+    fn forget_bank(&self, id: BankId) {
+        // Out of the catalog first, so no check resolves a hit of this bank while the index
+        // is being cleaned.
+        self.replace_catalog(|banks| banks.retain(|b| b.id != id));
+        self.index.remove_bank(id);
+        self.entry_counts.remove(&id);
+        self.stats.remove(&id);
     }
 
     fn view(&self, bank: &Bank) -> BankView {
@@ -258,14 +309,15 @@ impl Matcher {
 
     pub fn create_bank(&self, name: BankName, settings: BankSettings) -> Result<BankView, Error> {
         settings.validate()?;
-        let _writes = self.lock_writes();
-        if self.catalog().by_name.contains_key(&name) {
-            return Err(Error::BankExists(name));
-        }
-        let bank = self.store.create_bank(name, settings, now_ms())?;
-        self.entry_counts.insert(bank.id, 0);
-        self.replace_catalog(|banks| banks.push(bank.clone()));
-        Ok(self.view(&bank))
+        self.write(|| {
+            if self.catalog().by_name.contains_key(&name) {
+                return Err(Error::BankExists(name.clone()));
+            }
+            let bank = self.store.create_bank(name.clone(), settings.clone(), now_ms())?;
+            self.entry_counts.insert(bank.id, 0);
+            self.replace_catalog(|banks| banks.push(bank.clone()));
+            Ok(self.view(&bank))
+        })
     }
 
     pub fn bank(&self, name: &BankName) -> Result<BankView, Error> {
@@ -281,31 +333,24 @@ impl Matcher {
     }
 
     pub fn update_bank(&self, name: &BankName, update: &BankUpdate) -> Result<BankView, Error> {
-        let _writes = self.lock_writes();
-        let mut bank = (**self.catalog().get(name)?).clone();
-        bank.settings = update.apply(&bank.settings);
-        bank.settings.validate()?;
-        self.store.update_bank(&bank)?;
-        self.replace_catalog(|banks| {
-            if let Some(slot) = banks.iter_mut().find(|b| b.id == bank.id) {
-                *slot = bank.clone();
-            }
-        });
-        Ok(self.view(&bank))
+        self.write(|| {
+            let mut bank = (**self.catalog().get(name)?).clone();
+            bank.settings = update.apply(&bank.settings);
+            bank.settings.validate()?;
+            self.store.update_bank(&bank)?;
+            self.upsert_bank(bank.clone());
+            Ok(self.view(&bank))
+        })
     }
 
     /// Deletes a bank and its entries; returns how many entries went.
     pub fn delete_bank(&self, name: &BankName) -> Result<u64, Error> {
-        let _writes = self.lock_writes();
-        let id = self.catalog().get(name)?.id;
-        let removed = self.store.delete_bank(id)?;
-        // Out of the catalog first, so no check resolves a hit of this bank while the index
-        // is being cleaned.
-        self.replace_catalog(|banks| banks.retain(|b| b.id != id));
-        self.index.remove_bank(id);
-        self.entry_counts.remove(&id);
-        self.stats.remove(&id);
-        Ok(removed)
+        self.write(|| {
+            let id = self.catalog().get(name)?.id;
+            let removed = self.store.delete_bank(id)?;
+            self.forget_bank(id);
+            Ok(removed)
+        })
     }
 
     // ---- Entries ----
@@ -319,7 +364,15 @@ impl Matcher {
         entries: &[NewEntry],
         durable: bool,
     ) -> Result<AddOutcome, Error> {
-        let _writes = self.lock_writes();
+        self.write(|| self.add_entries_locked(name, entries, durable))
+    }
+
+    fn add_entries_locked(
+        &self,
+        name: &BankName,
+        entries: &[NewEntry],
+        durable: bool,
+    ) -> Result<AddOutcome, Error> {
         let id = self.catalog().get(name)?.id;
         // Under the write lock the index equals the store, so it tells new hashes from stored
         // ones. A hash seen earlier in this batch takes the later row's metadata.
@@ -434,7 +487,15 @@ impl Matcher {
         hashes: &[HashValue],
         ids: &[String],
     ) -> Result<u64, Error> {
-        let _writes = self.lock_writes();
+        self.write(|| self.remove_entries_locked(name, hashes, ids))
+    }
+
+    fn remove_entries_locked(
+        &self,
+        name: &BankName,
+        hashes: &[HashValue],
+        ids: &[String],
+    ) -> Result<u64, Error> {
         let id = self.catalog().get(name)?.id;
         let seqs: Vec<u64> = hashes
             .iter()
@@ -656,5 +717,8 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+mod follow;
 #[cfg(test)]
 mod tests;
+
+pub use follow::{FeedStatus, follow};

@@ -10,11 +10,14 @@ mod key;
 mod loadtest;
 mod matches;
 mod serve;
+mod status;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+use crate::error::error_chain;
 
 /// Matches uploads against banks of perceptual hashes of flagged media.
 #[derive(Debug, Parser)]
@@ -45,6 +48,8 @@ enum Command {
     Export(entries::ExportArgs),
     /// Show recent matches, newest first.
     Matches(matches::MatchesArgs),
+    /// Show what a server holds and how closely it follows a shared store.
+    Status(status::StatusArgs),
     /// Drive a running server with check calls and report throughput and latency.
     Loadtest(loadtest::LoadtestArgs),
     /// Make API keys.
@@ -68,6 +73,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Command::Remove(args) => entries::remove(args).await,
                 Command::Export(args) => entries::export(args).await,
                 Command::Matches(args) => matches::run(args).await,
+                Command::Status(args) => status::run(args).await,
                 Command::Serve(_) | Command::Hash(_) | Command::Loadtest(_) | Command::Key(_) => {
                     Ok(ExitCode::SUCCESS)
                 }
@@ -94,18 +100,6 @@ fn with_runtime(work: impl std::future::Future<Output = CliResult>) -> CliResult
 
 /// A command's outcome: an exit code, or a message for the user.
 type CliResult = Result<ExitCode, String>;
-
-/// An error and its sources, joined: "storage failure: database error: …".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        source = next.source();
-    }
-    text
-}
 
 /// Parses an optional `--algo pdq,md5` into wire values; none given means the server's default.
 fn wire_algorithms(text: Option<&str>) -> Result<Vec<i32>, String> {

@@ -157,6 +157,32 @@ impl pb::matcher_server::Matcher for MatcherService {
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let matcher = &self.core.matcher;
+        let banks = matcher.banks();
+        Ok(Response::new(pb::GetStatusResponse {
+            banks: banks.len() as u64,
+            entries: banks.iter().map(|view| view.entry_count).sum(),
+            store: if matcher.store_is_local() {
+                "embedded"
+            } else {
+                "postgres"
+            }
+            .into(),
+            feed: matcher.feed_status().map(|feed| pb::FeedStatus {
+                position: feed.position,
+                head: feed.head,
+                behind: feed.behind(),
+                lag_ms: feed.lag.as_millis() as u64,
+                error: feed.error.clone().unwrap_or_default(),
+                within_bound: super::within_lag_bound(&feed, self.core.max_lag),
+            }),
+        }))
+    }
+
     async fn hash_image(
         &self,
         request: Request<pb::HashImageRequest>,

@@ -57,6 +57,9 @@ pub struct ServeConfig {
     pub api_keys: ApiKeys,
     /// Serve TLS instead of plaintext HTTP/2.
     pub tls: Option<TlsFiles>,
+    /// On a shared store, report NOT_SERVING while the replica's view is staler than this
+    /// (see [`crate::matcher::FeedStatus::lag`]); `None` never does.
+    pub max_lag: Option<Duration>,
 }
 
 /// PEM contents of the server's TLS certificate and key, and of the CA that client
@@ -98,6 +101,7 @@ impl Default for ServeConfig {
             max_message_bytes: None,
             api_keys: ApiKeys::default(),
             tls: None,
+            max_lag: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -124,6 +128,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let lag_watch = tokio::spawn(watch_lag(
+        matcher.clone(),
+        config.max_lag,
+        health_reporter.clone(),
+    ));
     let core = Core::new(matcher, &config);
     let matcher_service = proto::matcher_server::MatcherServer::new(MatcherService::new(core.clone()))
         .max_decoding_message_size(max_bytes);
@@ -156,16 +165,8 @@ pub async fn serve(
     }
     // Load balancers and probes see NOT_SERVING first; then tonic refuses new calls and waits
     // for the ones in flight.
-    let services = [
-        "",
-        proto::matcher_server::SERVICE_NAME,
-        proto::banks_server::SERVICE_NAME,
-    ];
-    for service in services {
-        health_reporter
-            .set_service_status(service, tonic_health::ServingStatus::NotServing)
-            .await;
-    }
+    lag_watch.abort();
+    set_health(&health_reporter, tonic_health::ServingStatus::NotServing).await;
     tracing::info!(
         grace_s = config.shutdown_grace.as_secs_f64(),
         "draining in-flight calls"
@@ -179,6 +180,64 @@ pub async fn serve(
                 "calls still in flight after the shutdown grace period: stopping anyway"
             );
             Ok(())
+        }
+    }
+}
+
+/// Every service health reports on: the server as a whole ("") and each service.
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    proto::matcher_server::SERVICE_NAME,
+    proto::banks_server::SERVICE_NAME,
+];
+
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
+    for service in HEALTH_SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Whether a replica's view is fresh enough to serve.
+fn within_lag_bound(feed: &crate::matcher::FeedStatus, max_lag: Option<Duration>) -> bool {
+    max_lag.is_none_or(|bound| feed.lag <= bound)
+}
+
+/// On a shared store, turns health NOT_SERVING while the replica's view is staler than
+/// `max_lag` (the store unreachable, the follower failing), and SERVING again once it has
+/// caught up, so load balancers send checks to replicas that see the banks as they are.
+async fn watch_lag(
+    matcher: Arc<Matcher>,
+    max_lag: Option<Duration>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    const EVERY: Duration = Duration::from_millis(250);
+    let (Some(_), Some(_)) = (matcher.feed_status(), max_lag) else {
+        return;
+    };
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let Some(feed) = matcher.feed_status() else {
+            return;
+        };
+        let fresh = within_lag_bound(&feed, max_lag);
+        if fresh != serving {
+            serving = fresh;
+            if fresh {
+                tracing::info!(
+                    lag_ms = feed.lag.as_millis() as u64,
+                    "caught up with the shared store: serving"
+                );
+                set_health(&reporter, tonic_health::ServingStatus::Serving).await;
+            } else {
+                tracing::warn!(
+                    lag_ms = feed.lag.as_millis() as u64,
+                    behind = feed.behind(),
+                    error = feed.error.as_deref().unwrap_or(""),
+                    "too far behind the shared store: NOT_SERVING"
+                );
+                set_health(&reporter, tonic_health::ServingStatus::NotServing).await;
+            }
         }
     }
 }
@@ -200,6 +259,7 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 #[derive(Clone)]
 pub(crate) struct Core {
     matcher: Arc<Matcher>,
+    max_lag: Option<Duration>,
     cpu_permits: Arc<Semaphore>,
     check_slots: Arc<Semaphore>,
 }
@@ -208,6 +268,7 @@ impl Core {
     fn new(matcher: Arc<Matcher>, config: &ServeConfig) -> Self {
         Core {
             matcher,
+            max_lag: config.max_lag,
             cpu_permits: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
             check_slots: Arc::new(Semaphore::new(config.max_pending_checks.max(1))),
         }

@@ -14,6 +14,10 @@ impl From<Error> for Status {
             Error::Decode(decode) if decode.is_limit() => Code::ResourceExhausted,
             Error::Decode(_) => Code::InvalidArgument,
             Error::LowQuality { .. } => Code::FailedPrecondition,
+            Error::Store(store) if store.is_unavailable() => {
+                tracing::warn!(error = %store, "store unavailable");
+                return Status::unavailable("the store is unavailable for now; retry with backoff");
+            }
             Error::Store(store) => {
                 tracing::error!(error = %store, "storage failure");
                 Code::Internal

@@ -300,3 +300,59 @@ fn recent_matches_are_listed_newest_first_and_by_bank() {
         RECENT_MATCHES
     );
 }
+
+/// Two matchers on one PostgreSQL schema, as two replicas, neither following the feed on its
+/// own: each write is decided on the latest state all the same.
+#[test]
+fn replicas_decide_writes_on_the_shared_stores_latest_state() {
+    use crate::store::contract_tests::{Backend, test_database_url};
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let backend = Backend::postgres(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut config = MatcherConfig::new(dir.path());
+        config.postgres_url = backend.scoped_url.clone();
+        Matcher::open(config).unwrap()
+    };
+    let (first, second) = (open(), open());
+    first.create_bank(name("TVEC"), settings(Action::Block)).unwrap();
+    first
+        .add_entries(&name("TVEC"), &[entry(pdq(0x11, 0), "from-first")], true)
+        .unwrap();
+
+    // The second has applied none of that: its write is refused by the store, it applies the
+    // first's changes, and decides again: the hash is stored, so this is an update.
+    let outcome = second
+        .add_entries(&name("TVEC"), &[entry(pdq(0x11, 0), "from-second")], true)
+        .unwrap();
+    assert_eq!(outcome, AddOutcome { added: 0, updated: 1 });
+    let found = second.check_hashes(&[pdq(0x11, 0)], &[]).unwrap();
+    assert_eq!(found.matches[0].entry_id, "from-second");
+    assert_eq!(second.bank(&name("TVEC")).unwrap().entry_count, 1);
+
+    // The first applies the removal when it catches up.
+    assert_eq!(
+        second
+            .remove_entries(&name("TVEC"), &[], &["from-second".into()])
+            .unwrap(),
+        1
+    );
+    first.catch_up().unwrap();
+    assert!(
+        first
+            .check_hashes(&[pdq(0x11, 0)], &[])
+            .unwrap()
+            .matches
+            .is_empty()
+    );
+    assert_eq!(first.bank(&name("TVEC")).unwrap().entry_count, 0);
+    let status = first.feed_status().unwrap();
+    assert_eq!((status.behind(), status.error), (0, None));
+
+    // Bank deletion through one is seen by the other.
+    second.delete_bank(&name("TVEC")).unwrap();
+    first.catch_up().unwrap();
+    assert!(matches!(first.bank(&name("TVEC")), Err(Error::BankNotFound(_))));
+}

@@ -14,6 +14,8 @@ pub(crate) struct Backend {
     open: Box<dyn Fn() -> Box<dyn Store>>,
     _dir: Option<tempfile::TempDir>,
     schema: Option<(String, String)>,
+    /// The URL of a PostgreSQL backend's schema.
+    pub scoped_url: Option<String>,
 }
 
 impl Backend {
@@ -29,11 +31,12 @@ impl Backend {
             open: Box::new(move || Box::new(EmbeddedStore::open(&path).unwrap())),
             _dir: Some(dir),
             schema: None,
+            scoped_url: None,
         }
     }
 
     /// A store in a fresh schema of the test database.
-    fn postgres(url: &str) -> Backend {
+    pub fn postgres(url: &str) -> Backend {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let schema = format!(
             "hs_test_{}_{}",
@@ -50,6 +53,7 @@ impl Backend {
         let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
         Backend {
             name: "postgres",
+            scoped_url: Some(scoped.clone()),
             open: Box::new(move || Box::new(PostgresStore::open(&scoped).unwrap())),
             _dir: None,
             schema: Some((url.to_string(), schema)),
@@ -288,4 +292,73 @@ mod contract {
         let second = open_bank(&*store, "A");
         assert!(second.id > first.id);
     }
+}
+
+/// The change feed of a shared store: two processes' views of one database.
+#[test]
+fn the_feed_orders_every_change_and_refuses_writes_decided_on_a_stale_view() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let backend = Backend::postgres(&url);
+    let (writer, follower) = (backend.open(), backend.open());
+    let (writer_feed, follower_feed) = (writer.feed().unwrap(), follower.feed().unwrap());
+    assert_eq!(follower_feed.head().unwrap(), 0);
+
+    let bank = open_bank(writer.as_ref(), "TVEC");
+    let keys = add(writer.as_ref(), bank.id, &[entry(1, "a"), entry(2, "b")]);
+    writer.remove_entries(bank.id, &[keys[0].seq], &[]).unwrap();
+    let mut changed = bank.clone();
+    changed.settings.enabled = false;
+    writer.update_bank(&changed).unwrap();
+    // A write moves its own process's position to its last change.
+    let head = follower_feed.head().unwrap();
+    assert_eq!(writer_feed.position(), head);
+
+    let changes = follower_feed.changes_since(0, 100).unwrap();
+    let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.kind.clone()).collect();
+    let hash = |byte| HashValue::from_bytes(Algorithm::Pdq, &[byte; 32]).unwrap();
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::BankCreated(bank.id),
+            ChangeKind::EntryAdded(keys[0], hash(1)),
+            ChangeKind::EntryAdded(keys[1], hash(2)),
+            ChangeKind::EntryRemoved(keys[0], hash(1)),
+            ChangeKind::BankChanged(bank.id),
+        ]
+    );
+    assert!(changes.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+    assert_eq!(changes.last().unwrap().seq, head);
+    assert_eq!(
+        follower_feed.changes_since(changes[1].seq, 2).unwrap(),
+        changes[2..4]
+    );
+    assert!(!follower_feed.bank(bank.id).unwrap().unwrap().settings.enabled);
+
+    // The follower opened before those writes: a write of its own is refused until it has
+    // applied them, and nothing of the refused write is stored.
+    let refused = follower.write_entries(bank.id, &[&entry(3, "c")], &[], true);
+    assert!(matches!(refused, Err(StoreError::Behind)), "{refused:?}");
+    assert_eq!(all_entries(follower.as_ref(), bank.id).len(), 1);
+    follower_feed.set_position(head);
+    follower
+        .write_entries(bank.id, &[&entry(3, "c")], &[], true)
+        .unwrap();
+    assert_eq!(all_entries(follower.as_ref(), bank.id).len(), 2);
+
+    // A snapshot load sets the position to the last change it reflects.
+    let fresh = backend.open();
+    let mut banks_loaded = Vec::new();
+    let mut keys_loaded = 0;
+    fresh
+        .load(&mut |banks| banks_loaded = banks, &mut |_, _| keys_loaded += 1)
+        .unwrap();
+    assert_eq!((banks_loaded.len(), keys_loaded), (1, 2));
+    assert_eq!(fresh.feed().unwrap().position(), follower_feed.head().unwrap());
+    assert!(
+        writer
+            .delete_bank(bank.id)
+            .is_err_and(|e| matches!(e, StoreError::Behind))
+    );
 }

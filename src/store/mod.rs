@@ -10,12 +10,13 @@
 //! whether a (bank, hash) is already stored: a store does not check that itself.
 
 use std::ops::ControlFlow;
+use std::time::Duration;
 
 use crate::bank::{Bank, BankId, BankName, BankSettings, Entry, EntryKey, NewEntry};
 use crate::hash::{Algorithm, HashValue};
 
 #[cfg(test)]
-mod contract_tests;
+pub(crate) mod contract_tests;
 mod embedded;
 mod postgres;
 
@@ -90,6 +91,80 @@ pub trait Store: Send + Sync {
     /// Visits the key and hash of every entry, without decoding metadata: what rebuilding the
     /// index needs.
     fn for_each_key(&self, visit: &mut dyn FnMut(EntryKey, HashValue)) -> Result<(), StoreError>;
+
+    /// What a process needs at start, from one consistent snapshot: the banks with their entry
+    /// counts (given to `banks` first), then every entry's key and hash. A shared store also
+    /// sets its feed's position to the last change that snapshot reflects.
+    fn load(
+        &self,
+        banks: &mut dyn FnMut(Vec<(Bank, u64)>),
+        keys: &mut dyn FnMut(EntryKey, HashValue),
+    ) -> Result<(), StoreError> {
+        // One process owns a store without a feed: nothing changes between the two reads.
+        banks(self.load_banks()?);
+        self.for_each_key(keys)
+    }
+
+    /// The change feed of a store that other processes write to as well; `None` for one this
+    /// process owns alone.
+    fn feed(&self) -> Option<&dyn ChangeFeed> {
+        None
+    }
+}
+
+/// The ordered changes of a store shared by several processes, which each applies to its
+/// index, and the position up to which this process has applied them.
+///
+/// Writes keep the position exact: a write is refused with [`StoreError::Behind`] when the
+/// store holds a change past the position (another process wrote, and this one's view, on
+/// which the write was decided, is stale), and a write that commits moves the position to its
+/// own last change. The caller serialises its writes and its applying of changes.
+pub trait ChangeFeed: Send + Sync {
+    /// The last change applied.
+    fn position(&self) -> u64;
+
+    /// Records that every change up to `seq` is applied.
+    fn set_position(&self, seq: u64);
+
+    /// The last committed change.
+    fn head(&self) -> Result<u64, StoreError>;
+
+    /// Committed changes after `after`, oldest first, at most `limit`.
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// A bank's current record; `None` once it is deleted.
+    fn bank(&self, id: BankId) -> Result<Option<Bank>, StoreError>;
+
+    /// A listener for the store's notifications of new changes.
+    fn listen(&self) -> Box<dyn ChangeListener>;
+}
+
+/// Waits for word that another process committed a change.
+pub trait ChangeListener: Send {
+    /// Returns when a change may have been committed since the last call, or after `timeout`.
+    /// A notification can be lost (a dropped connection), so callers also poll.
+    fn wait(&mut self, timeout: Duration) -> Result<(), StoreError>;
+}
+
+/// One committed change of a shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Its place in commit order: every change before it committed earlier.
+    pub seq: u64,
+    /// When it committed (the store's clock), in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub kind: ChangeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    BankCreated(BankId),
+    BankChanged(BankId),
+    BankDeleted(BankId),
+    EntryAdded(EntryKey, HashValue),
+    /// Its metadata changed; the hash did not.
+    EntryUpdated(EntryKey, HashValue),
+    EntryRemoved(EntryKey, HashValue),
 }
 
 /// Why a store operation failed. Everything but `BankExists` is an internal failure the
@@ -114,4 +189,29 @@ pub enum StoreError {
     BankExists(BankName),
     #[error("the store has used up its {0}")]
     Exhausted(&'static str),
+    /// A shared store holds changes this process has not applied yet: apply them, decide the
+    /// write again, retry.
+    #[error("another process wrote to the shared store first")]
+    Behind,
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (a connection refused or dropped): the request
+    /// may succeed if retried, unlike a failure of the data itself.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Postgres(error) => {
+                let connection_lost = error.code().is_some_and(|code| {
+                    // Connection exceptions (08…) and operator intervention (57P…: the server
+                    // shutting down, the backend terminated, not accepting connections yet).
+                    code.code().starts_with("08") || code.code().starts_with("57P")
+                });
+                let io =
+                    std::error::Error::source(&**error).is_some_and(|source| source.is::<std::io::Error>());
+                error.is_closed() || connection_lost || io
+            }
+            StoreError::Behind => true,
+            _ => false,
+        }
+    }
 }

@@ -108,8 +108,13 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with more `serve` arguments.
     pub fn start_with(data_dir: &Path, args: &[&str]) -> ServerProcess {
+        Self::start_on("127.0.0.1:0", data_dir, args)
+    }
+
+    /// Like [`ServerProcess::start_with`], listening on `listen`.
+    pub fn start_on(listen: &str, data_dir: &Path, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hashsieve"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info")

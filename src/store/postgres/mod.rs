@@ -20,15 +20,17 @@
 //! the write-ahead log. `durable = false` is not needed here and is ignored.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, GenericClient, NoTls, Transaction};
 
-use super::{Store, StoreError};
+use super::{ChangeFeed, Store, StoreError};
+
+mod feed;
 use crate::bank::{
     Bank, BankId, BankName, BankSettings, Entry, EntryKey, EntryMeta, MAX_BANK_ID, MAX_SEQ, NewEntry,
 };
@@ -79,6 +81,8 @@ const WRITE_LOCK: i64 = 0x68_73_69_65_76_65;
 const MIGRATION_LOCK: i64 = WRITE_LOCK + 1;
 /// Connections kept open: checks resolve their matches' metadata concurrently.
 const CONNECTIONS: usize = 4;
+/// How long opening a connection may take, unless the URL says otherwise.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Kinds of rows in `changes`.
 pub mod change {
@@ -94,6 +98,8 @@ pub struct PostgresStore {
     url: String,
     connections: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
+    /// The change feed's position: the last change this process has applied.
+    position: AtomicU64,
 }
 
 impl From<postgres::Error> for StoreError {
@@ -110,8 +116,12 @@ impl PostgresStore {
             url: url.to_string(),
             connections: (0..CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            position: AtomicU64::new(0),
         };
         store.migrate()?;
+        // Until `load` takes a snapshot, the store's present is the view writes are decided on.
+        let head = store.read(feed::head)?;
+        store.position.store(head, Ordering::SeqCst);
         Ok(store)
     }
 
@@ -123,9 +133,23 @@ impl PostgresStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(Client::connect(&self.url, NoTls)?);
+            *slot = Some(connect(&self.url)?);
         }
         Ok(ConnectionGuard(slot))
+    }
+
+    /// Runs a read; if the connection turns out to be lost (a backend terminated, a server
+    /// restarted), runs it once more on a new one, so that callers see no error for a
+    /// connection that died while idle.
+    fn read<T>(&self, mut read: impl FnMut(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut client = self.client()?;
+        match read(client.get()) {
+            Err(error) if error.is_unavailable() => {
+                client.reconnect(&self.url)?;
+                read(client.get())
+            }
+            result => result,
+        }
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -180,18 +204,78 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Runs `write` in a transaction that holds the write lock, then commits.
+    /// Runs `write` in a transaction that holds the write lock, records the change feed's
+    /// new head, notifies listeners, commits, and moves the feed's position to the new head.
+    /// Refuses with [`StoreError::Behind`] when the store holds changes past the position.
+    /// A connection found lost before the commit was sent is replaced and the write tried
+    /// once more: nothing of the first attempt can have committed.
     fn write<T>(
         &self,
-        write: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+        mut write: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut client = self.client()?;
-        let mut txn = client.get().transaction()?;
-        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        let result = write(&mut txn)?;
-        txn.commit()?;
+        let (result, head) = match self.write_once(client.get(), &mut write) {
+            Err(WriteFailure::BeforeCommit(error)) if error.is_unavailable() => {
+                client.reconnect(&self.url)?;
+                self.write_once(client.get(), &mut write)
+            }
+            other => other,
+        }
+        .map_err(WriteFailure::into_inner)?;
+        self.position.store(head, Ordering::SeqCst);
         Ok(result)
     }
+
+    fn write_once<T>(
+        &self,
+        client: &mut Client,
+        write: &mut impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<(T, u64), WriteFailure> {
+        let before = WriteFailure::BeforeCommit;
+        let mut txn = client.transaction().map_err(|e| before(e.into()))?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .map_err(|e| before(e.into()))?;
+        let position = self.position.load(Ordering::SeqCst);
+        let head = feed::head(&mut txn).map_err(before)?;
+        if head > position {
+            return Err(before(StoreError::Behind));
+        }
+        let result = write(&mut txn).map_err(before)?;
+        let new_head = feed::head(&mut txn).map_err(before)?;
+        if new_head != head {
+            feed::notify(&mut txn, new_head).map_err(before)?;
+        }
+        txn.commit().map_err(|e| WriteFailure::AtCommit(e.into()))?;
+        Ok((result, new_head))
+    }
+}
+
+/// Why a write failed, and whether it can have committed.
+enum WriteFailure {
+    /// Before the commit was sent: nothing committed.
+    BeforeCommit(StoreError),
+    /// While committing: the outcome is unknown.
+    AtCommit(StoreError),
+}
+
+impl WriteFailure {
+    fn into_inner(self) -> StoreError {
+        match self {
+            WriteFailure::BeforeCommit(error) | WriteFailure::AtCommit(error) => error,
+        }
+    }
+}
+
+/// Opens a connection, named `hashsieve` in `pg_stat_activity` unless the URL names it.
+fn connect(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse()?;
+    if config.get_application_name().is_none() {
+        config.application_name("hashsieve");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config.connect(NoTls)?)
 }
 
 /// A locked connection slot that holds an open client.
@@ -199,8 +283,15 @@ struct ConnectionGuard<'a>(MutexGuard<'a, Option<Client>>);
 
 impl ConnectionGuard<'_> {
     fn get(&mut self) -> &mut Client {
-        // `client` fills the slot before handing out the guard.
+        // `client` fills the slot before handing out the guard, and `reconnect` refills it.
         self.0.as_mut().expect("the slot holds a client")
+    }
+
+    /// Replaces the slot's connection with a new one.
+    fn reconnect(&mut self, url: &str) -> Result<(), StoreError> {
+        *self.0 = None;
+        *self.0 = Some(connect(url)?);
+        Ok(())
     }
 }
 
@@ -210,20 +301,7 @@ impl Store for PostgresStore {
     }
 
     fn load_banks(&self) -> Result<Vec<(Bank, u64)>, StoreError> {
-        let mut client = self.client()?;
-        let rows = client.get().query(
-            "SELECT b.id, b.name, b.settings::text, b.created_at_ms, \
-                    (SELECT count(*) FROM entries e WHERE e.bank_id = b.id) \
-             FROM banks b ORDER BY b.id",
-            &[],
-        )?;
-        rows.iter()
-            .map(|row| {
-                let bank = bank_from_row(row.get(0), row.get(1), row.get(2), row.get(3))?;
-                let count: i64 = row.get(4);
-                Ok((bank, count as u64))
-            })
-            .collect()
+        self.read(banks_with_counts)
     }
 
     fn create_bank(
@@ -396,13 +474,14 @@ impl Store for PostgresStore {
         }
         let banks: Vec<i32> = keys.iter().map(|key| key.bank.0 as i32).collect();
         let seqs: Vec<i64> = keys.iter().map(|key| key.seq as i64).collect();
-        let mut client = self.client()?;
-        let rows = client.get().query(
-            "SELECT k.i, e.algorithm, e.hash, e.external_id, e.labels, e.source, e.note, e.added_at_ms \
-             FROM unnest($1::integer[], $2::bigint[]) WITH ORDINALITY AS k(bank_id, seq, i) \
-             JOIN entries e ON e.bank_id = k.bank_id AND e.seq = k.seq",
-            &[&banks, &seqs],
-        )?;
+        let rows = self.read(|client| {
+            Ok(client.query(
+                "SELECT k.i, e.algorithm, e.hash, e.external_id, e.labels, e.source, e.note, e.added_at_ms \
+                 FROM unnest($1::integer[], $2::bigint[]) WITH ORDINALITY AS k(bank_id, seq, i) \
+                 JOIN entries e ON e.bank_id = k.bank_id AND e.seq = k.seq",
+                &[&banks, &seqs],
+            )?)
+        })?;
         let mut found = vec![None; keys.len()];
         for row in &rows {
             let position: i64 = row.get(0);
@@ -423,12 +502,7 @@ impl Store for PostgresStore {
         let id = bank.0 as i32;
         let code = algorithm.map(|a| i16::from(a.code()));
         let mut client = self.client()?;
-        let mut txn = client
-            .get()
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
+        let mut txn = snapshot(client.get())?;
         let mut rows = txn.query_raw(
             "SELECT algorithm, hash, external_id, labels, source, note, added_at_ms FROM entries \
              WHERE bank_id = $1 AND ($2::smallint IS NULL OR algorithm = $2) ORDER BY seq",
@@ -446,29 +520,77 @@ impl Store for PostgresStore {
 
     fn for_each_key(&self, visit: &mut dyn FnMut(EntryKey, HashValue)) -> Result<(), StoreError> {
         let mut client = self.client()?;
-        let mut txn = client
-            .get()
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let mut rows = txn.query_raw(
-            "SELECT bank_id, seq, algorithm, hash FROM entries",
-            std::iter::empty::<i32>(),
-        )?;
-        while let Some(row) = rows.next()? {
-            let bank: i32 = row.get(0);
-            let seq: i64 = row.get(1);
-            let key = EntryKey {
-                bank: BankId(bank as u32),
-                seq: seq as u64,
-            };
-            visit(key, hash_from_row(row.get(2), row.get(3))?);
-        }
-        drop(rows);
+        let mut txn = snapshot(client.get())?;
+        visit_keys(&mut txn, visit)?;
         txn.commit()?;
         Ok(())
     }
+
+    fn load(
+        &self,
+        banks: &mut dyn FnMut(Vec<(Bank, u64)>),
+        keys: &mut dyn FnMut(EntryKey, HashValue),
+    ) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut txn = snapshot(client.get())?;
+        // Under the write lock changes commit in sequence order, so the snapshot holds every
+        // change up to its head and none after.
+        let head = feed::head(&mut txn)?;
+        banks(banks_with_counts(&mut txn)?);
+        visit_keys(&mut txn, keys)?;
+        txn.commit()?;
+        self.position.store(head, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn feed(&self) -> Option<&dyn ChangeFeed> {
+        Some(self)
+    }
+}
+
+/// A read-only transaction that sees one snapshot throughout.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
+}
+
+fn banks_with_counts(client: &mut impl GenericClient) -> Result<Vec<(Bank, u64)>, StoreError> {
+    let rows = client.query(
+        "SELECT b.id, b.name, b.settings::text, b.created_at_ms, \
+                (SELECT count(*) FROM entries e WHERE e.bank_id = b.id) \
+         FROM banks b ORDER BY b.id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let bank = bank_from_row(row.get(0), row.get(1), row.get(2), row.get(3))?;
+            let count: i64 = row.get(4);
+            Ok((bank, count as u64))
+        })
+        .collect()
+}
+
+fn visit_keys(
+    txn: &mut Transaction<'_>,
+    visit: &mut dyn FnMut(EntryKey, HashValue),
+) -> Result<(), StoreError> {
+    let mut rows = txn.query_raw(
+        "SELECT bank_id, seq, algorithm, hash FROM entries",
+        std::iter::empty::<i32>(),
+    )?;
+    while let Some(row) = rows.next()? {
+        let bank: i32 = row.get(0);
+        let seq: i64 = row.get(1);
+        let key = EntryKey {
+            bank: BankId(bank as u32),
+            seq: seq as u64,
+        };
+        visit(key, hash_from_row(row.get(2), row.get(3))?);
+    }
+    Ok(())
 }
 
 /// Writes new entries with COPY: one round trip for a whole batch.

@@ -1,0 +1,223 @@
+//! Following a shared store: every replica applies the changes other replicas commit, in
+//! commit order, so an entry added through any replica becomes matchable on all of them.
+//!
+//! A thread per matcher waits for the store's notification of a commit, or for the poll
+//! interval to pass (a notification can be lost with a connection; the poll bounds what that
+//! costs), then applies every change past its position. The staleness it reports is the time
+//! since the start of the last round that applied everything: every change committed before
+//! that is matchable here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Matcher;
+use crate::bank::EntryKey;
+use crate::error::{Error, error_chain};
+use crate::hash::{Algorithm, HashValue};
+use crate::store::{Change, ChangeFeed, ChangeKind};
+
+/// Changes read and applied under one hold of the writer lock: enough to apply a bulk load
+/// quickly, few enough that local writes wait at most a few milliseconds.
+const BATCH: usize = 4096;
+
+/// How closely a replica follows its shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// The last change applied here.
+    pub position: u64,
+    /// The last change known to be committed.
+    pub head: u64,
+    /// Every change committed longer ago than this is applied here.
+    pub lag: Duration,
+    /// Why the last round failed, if it did.
+    pub error: Option<String>,
+}
+
+impl FeedStatus {
+    /// Changes known to be committed and not applied here yet.
+    pub fn behind(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
+/// The follower's progress, kept by the matcher.
+pub(super) struct Following {
+    head: u64,
+    caught_up_at: Instant,
+    error: Option<String>,
+}
+
+impl Following {
+    pub(super) fn new() -> Self {
+        Following {
+            head: 0,
+            // The snapshot loaded at start is current as of now.
+            caught_up_at: Instant::now(),
+            error: None,
+        }
+    }
+}
+
+impl Matcher {
+    /// How closely this process follows its store; `None` for a store it owns alone.
+    pub fn feed_status(&self) -> Option<FeedStatus> {
+        let feed = self.store.feed()?;
+        let following = self.following.lock().unwrap_or_else(PoisonError::into_inner);
+        let position = feed.position();
+        Some(FeedStatus {
+            position,
+            head: following.head.max(position),
+            lag: following.caught_up_at.elapsed(),
+            error: following.error.clone(),
+        })
+    }
+
+    /// Applies every change committed before the call; returns at once for a store without a
+    /// feed.
+    pub fn catch_up(&self) -> Result<(), Error> {
+        let Some(feed) = self.store.feed() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let result = self.catch_up_to_head(feed);
+        let mut following = self.following.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(head) => {
+                following.head = following.head.max(*head);
+                following.caught_up_at = started;
+                following.error = None;
+            }
+            Err(error) => following.error = Some(error_chain(error)),
+        }
+        result.map(|_| ())
+    }
+
+    /// Applies changes until the position reaches the head read at the start; returns it.
+    fn catch_up_to_head(&self, feed: &dyn ChangeFeed) -> Result<u64, Error> {
+        let head = feed.head()?;
+        {
+            let mut following = self.following.lock().unwrap_or_else(PoisonError::into_inner);
+            following.head = following.head.max(head);
+        }
+        while feed.position() < head {
+            let _writes = self.lock_writes();
+            if !self.apply_next_changes(feed)? {
+                break;
+            }
+        }
+        Ok(head)
+    }
+
+    /// Applies the next batch of changes past the feed's position; returns whether there was
+    /// any. The caller holds the writer lock.
+    pub(super) fn apply_next_changes(&self, feed: &dyn ChangeFeed) -> Result<bool, Error> {
+        let changes = feed.changes_since(feed.position(), BATCH)?;
+        let Some(last) = changes.last() else {
+            return Ok(false);
+        };
+        self.apply_changes(feed, &changes)?;
+        feed.set_position(last.seq);
+        Ok(true)
+    }
+
+    /// Applies changes in order. Runs of added entries go to the index together.
+    fn apply_changes(&self, feed: &dyn ChangeFeed, changes: &[Change]) -> Result<(), Error> {
+        let mut added: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
+        for change in changes {
+            if let ChangeKind::EntryAdded(key, hash) = &change.kind {
+                added.entry(hash.algorithm()).or_default().push((*hash, *key));
+                continue;
+            }
+            self.insert_added(&mut added);
+            match &change.kind {
+                ChangeKind::BankCreated(id) | ChangeKind::BankChanged(id) => {
+                    // The bank as it is now; if it is gone, its deletion follows in the feed.
+                    if let Some(bank) = feed.bank(*id)? {
+                        self.upsert_bank(bank);
+                    }
+                }
+                ChangeKind::BankDeleted(id) => self.forget_bank(*id),
+                ChangeKind::EntryRemoved(key, hash) => {
+                    let index = self.index.get(hash.algorithm());
+                    if index.get(hash, key.bank) == Some(*key)
+                        && index.remove(hash, key.bank)
+                        && let Some(mut count) = self.entry_counts.get_mut(&key.bank)
+                    {
+                        *count = count.saturating_sub(1);
+                    }
+                }
+                // Metadata lives in the store, read at match time: nothing held here changes.
+                ChangeKind::EntryUpdated(..) | ChangeKind::EntryAdded(..) => {}
+            }
+        }
+        self.insert_added(&mut added);
+        Ok(())
+    }
+
+    fn insert_added(&self, added: &mut HashMap<Algorithm, Vec<(HashValue, EntryKey)>>) {
+        for (algorithm, entries) in added.drain() {
+            let inserted = self.index.get(algorithm).insert_many(&entries);
+            if inserted != entries.len() {
+                // Each (hash, bank) is unique in the store and applied once, so this means the
+                // index and the store disagree.
+                tracing::warn!(
+                    ?algorithm,
+                    applied = entries.len(),
+                    inserted,
+                    "the change feed added entries the index already held"
+                );
+            }
+            let mut per_bank: HashMap<_, u64> = HashMap::new();
+            for (_, key) in &entries {
+                *per_bank.entry(key.bank).or_default() += 1;
+            }
+            for (bank, count) in per_bank {
+                *self.entry_counts.entry(bank).or_insert(0) += count;
+            }
+        }
+    }
+}
+
+/// Starts a thread that keeps `matcher` following its store's changes, woken by the store's
+/// notifications and at least every `poll`; `None` for a store without a feed. The thread
+/// ends soon after the matcher is dropped.
+pub fn follow(matcher: &Arc<Matcher>, poll: Duration) -> Option<JoinHandle<()>> {
+    let mut listener = matcher.store.feed()?.listen();
+    let matcher: Weak<Matcher> = Arc::downgrade(matcher);
+    let thread = std::thread::Builder::new()
+        .name("feed-follower".into())
+        .spawn(move || {
+            let mut failing = false;
+            loop {
+                let Some(strong) = matcher.upgrade() else {
+                    return;
+                };
+                match strong.catch_up() {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("following the shared store again");
+                    }
+                    Ok(()) => {}
+                    Err(error) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %error_chain(&error), "cannot follow the shared store; retrying");
+                    }
+                    Err(_) => {}
+                }
+                drop(strong);
+                if listener.wait(poll).is_err() {
+                    // The listener reconnects on its next call; until then, poll.
+                    std::thread::sleep(poll);
+                }
+            }
+        });
+    match thread {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the change feed's follower");
+            None
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The PostgreSQL store's change feed: the `changes` table read in sequence order, and
+//! LISTEN/NOTIFY to wake followers as soon as a write commits.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, GenericClient};
+
+use super::{PostgresStore, bank_from_row, change, connect, corrupt, hash_from_row};
+use crate::bank::{Bank, BankId, EntryKey};
+use crate::store::{Change, ChangeFeed, ChangeKind, ChangeListener, StoreError};
+
+/// The channel every write notifies with its new head, and listeners listen on.
+const CHANNEL: &str = "hashsieve_changes";
+
+/// The last committed change's sequence number (0 before the first).
+pub(super) fn head(client: &mut impl GenericClient) -> Result<u64, StoreError> {
+    let head: i64 = client
+        .query_one("SELECT coalesce(max(seq), 0) FROM changes", &[])?
+        .get(0);
+    Ok(head as u64)
+}
+
+/// Tells listeners, once the transaction commits, that the feed's head is now `head`.
+pub(super) fn notify(client: &mut impl GenericClient, head: u64) -> Result<(), StoreError> {
+    client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &head.to_string()])?;
+    Ok(())
+}
+
+impl ChangeFeed for PostgresStore {
+    fn position(&self) -> u64 {
+        self.position.load(Ordering::SeqCst)
+    }
+
+    fn set_position(&self, seq: u64) {
+        self.position.store(seq, Ordering::SeqCst);
+    }
+
+    fn head(&self) -> Result<u64, StoreError> {
+        self.read(head)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let rows = self.read(|client| {
+            Ok(client.query(
+                "SELECT seq, kind, bank_id, entry_seq, algorithm, hash, \
+                        (extract(epoch FROM at) * 1000)::bigint \
+                 FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&(after as i64), &(limit as i64)],
+            )?)
+        })?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    fn bank(&self, id: BankId) -> Result<Option<Bank>, StoreError> {
+        let row = self.read(|client| {
+            Ok(client.query_opt(
+                "SELECT id, name, settings::text, created_at_ms FROM banks WHERE id = $1",
+                &[&(id.0 as i32)],
+            )?)
+        })?;
+        row.map(|row| bank_from_row(row.get(0), row.get(1), row.get(2), row.get(3)))
+            .transpose()
+    }
+
+    fn listen(&self) -> Box<dyn ChangeListener> {
+        Box::new(Listener {
+            url: self.url.clone(),
+            client: None,
+        })
+    }
+}
+
+fn change_from_row(row: &postgres::Row) -> Result<Change, StoreError> {
+    let seq: i64 = row.try_get(0)?;
+    let kind: &str = row.try_get(1)?;
+    let bank = BankId(row.try_get::<_, i32>(2)? as u32);
+    let entry = || -> Result<(EntryKey, crate::hash::HashValue), StoreError> {
+        let entry_seq: Option<i64> = row.try_get(3)?;
+        let code: Option<i16> = row.try_get(4)?;
+        let hash: Option<&[u8]> = row.try_get(5)?;
+        match (entry_seq, code, hash) {
+            (Some(entry_seq), Some(code), Some(hash)) => Ok((
+                EntryKey {
+                    bank,
+                    seq: entry_seq as u64,
+                },
+                hash_from_row(code, hash)?,
+            )),
+            _ => Err(corrupt(format!("change {seq} ({kind}) has no entry"))),
+        }
+    };
+    let kind = match kind {
+        change::BANK_CREATED => ChangeKind::BankCreated(bank),
+        change::BANK_CHANGED => ChangeKind::BankChanged(bank),
+        change::BANK_DELETED => ChangeKind::BankDeleted(bank),
+        change::ENTRY_ADDED => {
+            let (key, hash) = entry()?;
+            ChangeKind::EntryAdded(key, hash)
+        }
+        change::ENTRY_UPDATED => {
+            let (key, hash) = entry()?;
+            ChangeKind::EntryUpdated(key, hash)
+        }
+        change::ENTRY_REMOVED => {
+            let (key, hash) = entry()?;
+            ChangeKind::EntryRemoved(key, hash)
+        }
+        other => return Err(corrupt(format!("change {seq} has an unknown kind {other:?}"))),
+    };
+    Ok(Change {
+        seq: seq as u64,
+        at_ms: row.try_get(6)?,
+        kind,
+    })
+}
+
+/// A connection that listens on [`CHANNEL`], opened on first use and again after a failure.
+struct Listener {
+    url: String,
+    client: Option<Client>,
+}
+
+impl ChangeListener for Listener {
+    fn wait(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let client = match &mut self.client {
+            Some(client) if !client.is_closed() => client,
+            slot => {
+                *slot = None;
+                let mut client = connect(&self.url)?;
+                client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                // Notifications sent while there was no connection are lost: the caller's
+                // next poll finds their changes, so return at once.
+                *slot = Some(client);
+                return Ok(());
+            }
+        };
+        let received = client.notifications().timeout_iter(timeout).next();
+        match received {
+            Ok(Some(_)) => {
+                // One wake-up serves every notification already here.
+                let mut pending = client.notifications();
+                let mut pending = pending.iter();
+                while pending.next()?.is_some() {}
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(error) => {
+                self.client = None;
+                Err(error.into())
+            }
+        }
+    }
+}
