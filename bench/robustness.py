@@ -751,7 +751,7 @@ def run(args):
 
             cases = []
             latencies = {m["name"]: [] for m in modes}
-            agreement = []  # (edit, photo, bits apart) of the service's and pdqhash's PDQ
+            agreement = []  # (format, bits apart) of the service's and pdqhash's PDQ of each file
             for index, photo in enumerate(photos):
                 progress(f"[{index + 1}/{len(photos)}] {photo['name']}")
                 for edit in [ORIGINAL] + edits:
@@ -796,7 +796,8 @@ def run(args):
                         if hex_ is not None and "hex" not in case:
                             case["hex"] = hex_
                             bits = np.unpackbits(np.frombuffer(bytes.fromhex(hex_), np.uint8))
-                            agreement.append(int((bits.astype(bool) != hashes[0]).sum()))
+                            case["ref_hex"] = to_hex(hashes[0])
+                            agreement.append((ext, int((bits.astype(bool) != hashes[0]).sum())))
                     cases.append(case)
                 server.check_alive()
         except BaseException:
@@ -817,8 +818,11 @@ def run(args):
         "latency_ms": {name: {"median": 1e3 * statistics.median(times),
                               "p90": 1e3 * float(np.percentile(times, 90)), "calls": len(times)}
                        for name, times in latencies.items()},
-        "hash_agreement": {"files": len(agreement), "equal": agreement.count(0),
-                           "max_bits": max(agreement, default=0)},
+        "hash_agreement": {
+            "files": len(agreement), "equal": sum(bits == 0 for _, bits in agreement),
+            "max_bits": max((bits for _, bits in agreement), default=0),
+            "differ_by_format": {fmt: sum(f == fmt and bits > 0 for f, bits in agreement)
+                                 for fmt in sorted({f for f, _ in agreement})}},
         "cases": cases,
     }
 
@@ -918,9 +922,23 @@ def summarise(result):
             lines.append(f"- {edit} of {photo} -> {other}: {', '.join(in_modes)}")
         lines.append("")
     agreement = result["hash_agreement"]
+    differ = ", ".join(f"{fmt} {count}" for fmt, count in agreement["differ_by_format"].items()
+                       if count)
     lines.append(f"Hash agreement, service PDQ vs pdqhash on the same files: {agreement['equal']} of "
-                 f"{agreement['files']} equal, at most {agreement['max_bits']} bits apart.")
+                 f"{agreement['files']} equal" + (f"; the others ({differ}) at most "
+                                                   f"{agreement['max_bits']} bits apart" if differ else "")
+                 + ".")
     return "\n".join(lines)
+
+
+def write_json(path, result):
+    """Indented, except one line per case, so the file stays small and diffs by case."""
+    cases = result["cases"]
+    text = json.dumps({**result, "cases": None}, indent=1)
+    lines = ",\n".join("  " + json.dumps(case, separators=(",", ":")) for case in cases)
+    text = text.replace('"cases": null', '"cases": [\n' + lines + "\n ]")
+    with open(path, "w") as f:
+        f.write(text + "\n")
 
 
 def main():
@@ -952,9 +970,7 @@ def main():
     report = summarise(result)
     print(report)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
     return 0
 
 
