@@ -895,6 +895,10 @@ def summarise(result):
     for family, means in summary["families"].items():
         lines.append(f"| {family} | {len(families[family])} | "
                      + " | ".join(f"{means[m]:.2f}" for m in modes) + " |")
+    if summary["families"]:
+        lines.append(f"| mean of families | {len(edit_rows)} | " + " | ".join(
+            f"{statistics.mean(f[m] for f in summary['families'].values()):.2f}" for m in modes)
+            + " |")
     lines.append("")
     lines.append("| mode | mean recall | false matches | of pairs | rate | copies vs others "
                  "| originals vs others | CheckImage p50 ms | p90 ms |")
