@@ -778,7 +778,11 @@ def run(args):
                     case["ref_distance"] = int(plain[index])
                     case["ref_dihedral_distance"] = int(best[index])
                     case["ref_quality"] = quality
-                    for mode in modes:
+                    others = np.delete(distances, index, axis=1)
+                    case["ref_nearest_other"] = int(others[0].min())
+                    case["ref_dihedral_nearest_other"] = int(others.min())
+                    # Alternate the order of the modes, so neither gets the warmer server.
+                    for mode in modes if len(cases) % 2 == 0 else modes[::-1]:
                         response, elapsed = client.check_image(
                             f"{edit.name} of {photo['name']} ({mode['name']})",
                             banks[bank_key(mode)], data, mode["request"])
@@ -925,6 +929,13 @@ def summarise(result):
         for (edit, photo, other), in_modes in sorted(false_pairs.items()):
             lines.append(f"- {edit} of {photo} -> {other}: {', '.join(in_modes)}")
         lines.append("")
+    nearest = sorted(c["ref_nearest_other"] for c in result["cases"])
+    nearest_dihedral = sorted(c["ref_dihedral_nearest_other"] for c in result["cases"])
+    lines.append(f"Nearest different photo (pdqhash PDQ of a file against every other photo's "
+                 f"original, over {len(nearest)} files): plain {nearest[0]} bits, 1st percentile "
+                 f"{nearest[len(nearest) // 100]}, median {statistics.median(nearest):g}; dihedral "
+                 f"{nearest_dihedral[0]} bits, 1st percentile "
+                 f"{nearest_dihedral[len(nearest_dihedral) // 100]}.")
     agreement = result["hash_agreement"]
     differ = ", ".join(f"{fmt} {count}" for fmt, count in agreement["differ_by_format"].items()
                        if count)
