@@ -138,11 +138,6 @@ def scale(fx, fy=None, resample=Image.Resampling.LANCZOS):
                                       resample)
 
 
-def square(im, r, g):
-    side = min(im.width, im.height)
-    return im.resize((side, side), Image.Resampling.LANCZOS)
-
-
 def crop_centre(fraction):
     """Removes `fraction` of each side's length, half from each end."""
     def edit(im, r, g):
@@ -414,8 +409,8 @@ PNG = ("png", {})
 
 
 class Edit:
-    def __init__(self, family, name, edit, encoding=PNG, about=""):
-        self.family, self.name, self.edit, self.encoding, self.about = family, name, edit, encoding, about
+    def __init__(self, family, name, edit, encoding=PNG):
+        self.family, self.name, self.edit, self.encoding = family, name, edit, encoding
 
 
 def jpeg(quality):
@@ -436,7 +431,7 @@ EDITS = [
     Edit("scale", "down-25", scale(0.25)),
     Edit("scale", "up-150", scale(1.5, resample=Image.Resampling.BICUBIC)),
     Edit("scale", "squash-x70", scale(0.7, 1.0)),
-    Edit("scale", "square", square, about="squashed to a square of the shorter side"),
+    Edit("scale", "squash-y60", scale(1.0, 0.6)),
     Edit("crop", "crop-centre-5", crop_centre(0.05)),
     Edit("crop", "crop-centre-10", crop_centre(0.10)),
     Edit("crop", "crop-centre-15", crop_centre(0.15)),
@@ -817,8 +812,7 @@ def run(args):
         "photos": names, "skipped_low_quality": [{"photo": n, "quality": q} for n, q in skipped],
         "modes": [{k: m[k] for k in ("name", "about", "bank", "request")} for m in modes]
                  + [{"name": n, "about": a} for n, a in REFERENCE_MODES],
-        "edits": [{"family": e.family, "name": e.name, "encoding": e.encoding[0],
-                   **({"about": e.about} if e.about else {})} for e in edits],
+        "edits": [{"family": e.family, "name": e.name, "encoding": e.encoding[0]} for e in edits],
         "latency_ms": {name: {"median": 1e3 * statistics.median(times),
                               "p90": 1e3 * float(np.percentile(times, 90)), "calls": len(times)}
                        for name, times in latencies.items()},
