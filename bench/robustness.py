@@ -566,6 +566,8 @@ class Server:
                 raise Failure(f"server exited with status {self.process.returncode} at start:\n"
                               + self.log_tail())
             if time.monotonic() > deadline:
+                self.process.kill()
+                self.process.wait()
                 raise Failure("server did not log 'serving' within 60 s:\n" + self.log_tail())
             time.sleep(0.05)
 
