@@ -16,7 +16,9 @@ use dashmap::DashMap;
 use crate::bank::{Bank, BankId, BankName, BankSettings, BankUpdate, Entry, EntryKey, NewEntry};
 use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
-use crate::hash::{Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, hash_image};
+use crate::hash::{
+    Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, View, hash_image,
+};
 use crate::index::{IndexHit, IndexSet};
 use crate::store::{EmbeddedStore, PostgresStore, Store, StoreError};
 use crate::verdict::{Match, Verdict, decide, sort_matches};
@@ -79,6 +81,9 @@ pub struct ImageCheck {
     pub algorithms: Vec<Algorithm>,
     /// Also match PDQ's dihedral variants (mirrored and rotated copies).
     pub dihedral: bool,
+    /// Also match the PDQ of the picture inside the image's margins (borders, letterbox bars,
+    /// caption bands, a screenshot's frame), when it has any.
+    pub trim: bool,
 }
 
 /// Metadata for the entries `add_image` creates.
@@ -91,6 +96,10 @@ pub struct ImageEntry {
     pub source: String,
     pub note: String,
     pub allow_low_quality: bool,
+    /// Also store the PDQ of the picture inside the image's margins, when it has margins, so
+    /// uploads checked with [`ImageCheck::trim`] match it: trimming an upload also trims the
+    /// flat edges the picture itself has (a clear sky, a studio backdrop).
+    pub trim: bool,
 }
 
 /// Counts of an add.
@@ -444,27 +453,38 @@ impl Matcher {
         } else {
             request.algorithms.clone()
         };
+        let pdq = algorithms.contains(&Algorithm::Pdq);
         let hashes = hash_image(
             image,
             &HashOptions {
                 algorithms,
-                pdq_dihedral: false,
+                pdq_trimmed: request.trim && pdq,
+                ..HashOptions::default()
             },
             &self.config.decode_limits,
         )?;
+        let usable = |quality: Option<u8>| {
+            quality.is_none_or(|q| q >= self.config.min_add_quality) || request.allow_low_quality
+        };
         if let Some(quality) = hashes.get(Algorithm::Pdq).and_then(|h| h.quality)
-            && quality < self.config.min_add_quality
-            && !request.allow_low_quality
+            && !usable(Some(quality))
         {
             return Err(Error::LowQuality {
                 quality,
                 minimum: self.config.min_add_quality,
             });
         }
+        // The trimmed picture's hash is an extra: one too flat to trust is left out.
+        let trimmed = hashes
+            .pdq_trimmed
+            .as_ref()
+            .map(|trimmed| trimmed.hash)
+            .filter(|hash| usable(hash.quality));
         let now = now_ms();
         let entries = hashes
             .hashes
             .iter()
+            .chain(&trimmed)
             .map(|computed| {
                 NewEntry::new(
                     computed.value,
@@ -534,7 +554,10 @@ impl Matcher {
     /// Checks precomputed hashes.
     pub fn check_hashes(&self, hashes: &[HashValue], banks: &[BankName]) -> Result<CheckOutcome, Error> {
         let banks = self.eligible_banks(banks)?;
-        let queries: Vec<(HashValue, Transform)> = hashes.iter().map(|h| (*h, Transform::Original)).collect();
+        let queries: Vec<Query> = hashes
+            .iter()
+            .map(|h| (*h, View::Whole, Transform::Original))
+            .collect();
         self.check(&queries, &banks, Vec::new())
     }
 
@@ -553,23 +576,34 @@ impl Matcher {
         } else {
             request.algorithms.clone()
         };
-        let pdq_dihedral = request.dihedral && algorithms.contains(&Algorithm::Pdq);
+        let pdq = algorithms.contains(&Algorithm::Pdq);
         let image_hashes = hash_image(
             image,
             &HashOptions {
                 algorithms,
-                pdq_dihedral,
+                pdq_dihedral: request.dihedral && pdq,
+                pdq_trimmed: request.trim && pdq,
             },
             &self.config.decode_limits,
         )?;
-        let mut queries: Vec<(HashValue, Transform)> = Vec::new();
+        let mut queries: Vec<Query> = Vec::new();
+        let mut add = |view: View, hash: HashValue, dihedral: &Option<[HashValue; 8]>| match dihedral {
+            Some(variants) => queries.extend(
+                variants
+                    .iter()
+                    .zip(Transform::DIHEDRAL_ORDER)
+                    .map(|(hash, transform)| (*hash, view, transform)),
+            ),
+            None => queries.push((hash, view, Transform::Original)),
+        };
         for computed in &image_hashes.hashes {
-            match (computed.value.algorithm(), &image_hashes.pdq_dihedral) {
-                (Algorithm::Pdq, Some(variants)) => {
-                    queries.extend(variants.iter().copied().zip(Transform::DIHEDRAL_ORDER));
-                }
-                _ => queries.push((computed.value, Transform::Original)),
+            match computed.value.algorithm() {
+                Algorithm::Pdq => add(View::Whole, computed.value, &image_hashes.pdq_dihedral),
+                _ => add(View::Whole, computed.value, &None),
             }
+        }
+        if let Some(trimmed) = &image_hashes.pdq_trimmed {
+            add(View::Trimmed, trimmed.hash.value, &trimmed.dihedral);
         }
         self.check(&queries, &banks, image_hashes.hashes)
     }
@@ -596,15 +630,16 @@ impl Matcher {
     /// and resolves their metadata from one store snapshot.
     fn check(
         &self,
-        queries: &[(HashValue, Transform)],
+        queries: &[Query],
         banks: &HashMap<BankId, Arc<Bank>>,
         hashes: Vec<ComputedHash>,
     ) -> Result<CheckOutcome, Error> {
         // The nearest hit per entry: an entry found through several variants of the query is
-        // one match. Earlier transforms win ties, so ORIGINAL is preferred.
-        let mut nearest: HashMap<EntryKey, (u32, Transform)> = HashMap::new();
+        // one match. Earlier views and transforms win ties, so the whole image as uploaded is
+        // preferred.
+        let mut nearest: HashMap<EntryKey, (u32, View, Transform)> = HashMap::new();
         let mut hits: Vec<IndexHit> = Vec::new();
-        for (query, transform) in queries {
+        for (query, view, transform) in queries {
             let algorithm = query.algorithm();
             let Some(radius) = banks.values().map(|b| b.settings.thresholds.get(algorithm)).max() else {
                 break;
@@ -618,9 +653,10 @@ impl Matcher {
                 if hit.distance > bank.settings.thresholds.get(algorithm) {
                     continue;
                 }
-                let slot = nearest.entry(hit.key).or_insert((hit.distance, *transform));
-                if (hit.distance, *transform) < *slot {
-                    *slot = (hit.distance, *transform);
+                let found = (hit.distance, *view, *transform);
+                let slot = nearest.entry(hit.key).or_insert(found);
+                if found < *slot {
+                    *slot = found;
                 }
             }
         }
@@ -632,7 +668,7 @@ impl Matcher {
             let (Some(Entry { hash, meta }), Some(bank)) = (entry, banks.get(&key.bank)) else {
                 continue;
             };
-            let (distance, transform) = nearest[key];
+            let (distance, view, transform) = nearest[key];
             let mut labels = bank.settings.labels.clone();
             for label in meta.labels {
                 if !labels.contains(&label) {
@@ -647,6 +683,7 @@ impl Matcher {
                 labels,
                 action: bank.settings.action,
                 source: meta.source,
+                view,
                 transform,
             });
         }
@@ -708,6 +745,9 @@ impl Matcher {
             .collect())
     }
 }
+
+/// A hash to search for, and how it was made from the uploaded image.
+type Query = (HashValue, View, Transform);
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {

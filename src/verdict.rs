@@ -1,7 +1,7 @@
 //! The verdict of a check: what the matching banks, together, ask for.
 
 use crate::bank::{Action, BankName};
-use crate::hash::{HashValue, Transform};
+use crate::hash::{HashValue, Transform, View};
 
 /// The overall answer of a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +25,9 @@ pub struct Match {
     pub labels: Vec<String>,
     pub action: Action,
     pub source: String,
-    /// Which variant of the query matched.
+    /// Which part of the upload matched …
+    pub view: View,
+    /// … turned which way.
     pub transform: Transform,
 }
 
@@ -51,11 +53,12 @@ pub fn decide(matches: &[Match]) -> Verdict {
 /// Orders matches nearest first, then by bank and entry, so responses are deterministic.
 pub fn sort_matches(matches: &mut [Match]) {
     matches.sort_by(|a, b| {
-        (a.distance, &a.bank, &a.entry_id, a.hash, a.transform).cmp(&(
+        (a.distance, &a.bank, &a.entry_id, a.hash, a.view, a.transform).cmp(&(
             b.distance,
             &b.bank,
             &b.entry_id,
             b.hash,
+            b.view,
             b.transform,
         ))
     });
@@ -75,6 +78,7 @@ mod tests {
             labels: vec![],
             action,
             source: String::new(),
+            view: View::Whole,
             transform: Transform::Original,
         }
     }

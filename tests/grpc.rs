@@ -429,6 +429,38 @@ async fn an_edited_copy_of_a_flagged_image_is_blocked_and_allow_banks_override()
         Code::NotFound
     );
 
+    // The photo letterboxed in black bars and given a white caption band: no match as a whole,
+    // a match once trimmed, saying so.
+    let photo = image::load_from_memory(&read_testdata(ORIGINAL))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = photo.dimensions();
+    let mut framed = image::RgbImage::from_pixel(w, h * 3 / 2, image::Rgb([0, 0, 0]));
+    for y in 0..h / 8 {
+        for x in 0..w {
+            framed.put_pixel(x, y, image::Rgb([255, 255, 255]));
+        }
+    }
+    image::imageops::overlay(&mut framed, &photo, 0, i64::from(h / 4));
+    let mut png = Vec::new();
+    framed
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let whole = matcher
+        .check_image(check(png.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whole.verdict, pb::Verdict::NoMatch as i32);
+    let trimmed = pb::CheckImageRequest {
+        trim: Some(true),
+        ..check(png)
+    };
+    let trimmed = matcher.check_image(trimmed).await.unwrap().into_inner();
+    assert_eq!(trimmed.verdict, pb::Verdict::Block as i32);
+    assert_eq!(trimmed.matches[0].view, pb::View::Trimmed as i32);
+    assert!(trimmed.matches[0].distance <= 8, "{:?}", trimmed.matches[0]);
+
     // An unrelated image does not match.
     let other = matcher
         .check_image(check(read_testdata(

@@ -23,6 +23,7 @@ fuzz_target!(|bytes: &[u8]| {
     let digests_only = HashOptions {
         algorithms: vec![Algorithm::Sha256, Algorithm::Md5, Algorithm::Md5],
         pdq_dihedral: true,
+        pdq_trimmed: true,
     };
     match hash_image(bytes, &digests_only, &limits) {
         Ok(hashes) => {
@@ -70,6 +71,7 @@ fuzz_target!(|bytes: &[u8]| {
     let everything = HashOptions {
         algorithms: Algorithm::ALL.iter().rev().copied().collect(),
         pdq_dihedral: true,
+        pdq_trimmed: true,
     };
     match (hash_image(bytes, &everything, &limits), &decoded) {
         (Ok(hashes), Ok(image)) => {

@@ -20,6 +20,9 @@ pub struct CheckArgs {
     /// Do not match PDQ's mirrored and rotated variants.
     #[arg(long)]
     no_dihedral: bool,
+    /// Also match the picture inside the image's margins (borders, bars, caption bands).
+    #[arg(long)]
+    trim: bool,
     /// One JSON object per file: the CheckResponse in protobuf's JSON mapping, plus "path".
     #[arg(long)]
     json: bool,
@@ -38,6 +41,7 @@ pub async fn run(args: CheckArgs) -> CliResult {
             banks: args.banks.clone(),
             algorithms: algorithms.clone(),
             dihedral: Some(!args.no_dihedral),
+            trim: Some(args.trim),
         });
         let response = match request {
             Ok(request) => client

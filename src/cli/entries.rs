@@ -216,6 +216,9 @@ pub struct AddArgs {
     /// Store PDQ hashes even below the server's minimum quality.
     #[arg(long)]
     allow_low_quality: bool,
+    /// Also store the PDQ of the picture inside each image's margins (see `check --trim`).
+    #[arg(long)]
+    trim: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -241,6 +244,7 @@ pub async fn add(args: AddArgs) -> CliResult {
                     source: args.source.clone(),
                     note: args.note.clone(),
                     allow_low_quality: args.allow_low_quality,
+                    trim: args.trim,
                 })
                 .await
                 .map(|r| r.into_inner())

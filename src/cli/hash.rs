@@ -30,7 +30,7 @@ pub fn run(args: HashArgs) -> CliResult {
     }
     let options = HashOptions {
         algorithms,
-        pdq_dihedral: false,
+        ..HashOptions::default()
     };
     let limits = DecodeLimits::default();
     let stdout = std::io::stdout();

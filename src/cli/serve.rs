@@ -41,9 +41,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HASHSIEVE_CPU_WORKERS")]
     cpu_workers: Option<usize>,
     /// Image checks running or waiting at once; past this a check is refused with
-    /// RESOURCE_EXHAUSTED rather than queued [default: 16 per core].
+    /// RESOURCE_EXHAUSTED rather than queued [default: 64 per core].
     #[arg(long, env = "HASHSIEVE_MAX_PENDING_CHECKS")]
     max_pending_checks: Option<usize>,
+    /// Bytes of images those checks may hold in all, in MiB; past this a check is refused
+    /// likewise.
+    #[arg(long, env = "HASHSIEVE_MAX_PENDING_MB", default_value_t = ServeConfig::default().max_pending_bytes >> 20)]
+    max_pending_mb: usize,
     /// Largest request message in bytes [default: twice --max-image-bytes, plus 1 MiB].
     #[arg(long, env = "HASHSIEVE_MAX_MESSAGE_BYTES")]
     max_message_bytes: Option<usize>,
@@ -134,6 +138,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             shutdown_grace: args.shutdown_grace,
             cpu_workers: args.cpu_workers.unwrap_or(defaults.cpu_workers),
             max_pending_checks: args.max_pending_checks.unwrap_or(defaults.max_pending_checks),
+            max_pending_bytes: args.max_pending_mb << 20,
             max_message_bytes: args.max_message_bytes,
             api_keys,
             tls: tls_files(&args)?,

@@ -222,6 +222,7 @@ impl pb::banks_server::Banks for BanksService {
             source: request.source,
             note: request.note,
             allow_low_quality: request.allow_low_quality,
+            trim: request.trim,
         };
         let image = request.image;
         let (hashes, outcome) = self

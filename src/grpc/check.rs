@@ -37,12 +37,13 @@ fn image_check(request: &pb::CheckImageRequest) -> Result<ImageCheck, Error> {
         banks: convert::bank_names(&request.banks)?,
         algorithms: convert::algorithms(&request.algorithms)?,
         dihedral: request.dihedral.unwrap_or(true),
+        trim: request.trim.unwrap_or(false),
     })
 }
 
 async fn check_image(core: Core, request: pb::CheckImageRequest) -> Result<pb::CheckResponse, Status> {
     let check = image_check(&request)?;
-    core.run_check(move |matcher| {
+    core.run_check(request.image.len(), move |matcher| {
         matcher
             .check_image(&request.image, &check)
             .map(|o| convert::check_response(&o))
@@ -64,7 +65,7 @@ async fn check_hashes(core: Core, request: pb::CheckHashesRequest) -> Result<pb:
     if request.hashes.len() <= INLINE_MAX_HASHES && core.matcher.store_is_local() {
         core.run_inline(work)
     } else {
-        core.run_check(work).await
+        core.run_check(0, work).await
     }
 }
 
@@ -195,10 +196,13 @@ impl pb::matcher_server::Matcher for MatcherService {
         let options = HashOptions {
             algorithms,
             pdq_dihedral: request.dihedral,
+            ..HashOptions::default()
         };
         let hashes = self
             .core
-            .run_check(move |matcher| matcher.hash_image(&request.image, &options))
+            .run_check(request.image.len(), move |matcher| {
+                matcher.hash_image(&request.image, &options)
+            })
             .await?;
         let (width, height) = hashes.dimensions.unwrap_or((0, 0));
         Ok(Response::new(pb::HashImageResponse {

@@ -5,7 +5,7 @@ use pbjson_types::Timestamp;
 
 use crate::bank::{Action, BankName, BankSettings, BankUpdate, Entry, NewEntry, Thresholds, ThresholdsPatch};
 use crate::error::Error;
-use crate::hash::{Algorithm, ComputedHash, HashValue, Transform};
+use crate::hash::{Algorithm, ComputedHash, HashValue, Transform, View};
 use crate::matcher::{BankView, CheckOutcome, RecentMatch};
 use crate::proto as pb;
 use crate::verdict::{Match, Verdict};
@@ -196,6 +196,10 @@ fn match_to_pb(found: &Match) -> pb::Match {
         action: action_to_pb(found.action) as i32,
         source: found.source.clone(),
         transform: transform_to_pb(found.transform) as i32,
+        view: match found.view {
+            View::Whole => pb::View::Whole,
+            View::Trimmed => pb::View::Trimmed,
+        } as i32,
     }
 }
 

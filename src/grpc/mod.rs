@@ -46,9 +46,11 @@ pub struct ServeConfig {
     /// pool.
     pub cpu_workers: usize,
     /// Checks of images (and of many hashes) running or waiting for a worker; one more is
-    /// refused at once with RESOURCE_EXHAUSTED, so a burst cannot queue without bound (each
-    /// waiting check holds its image in memory).
+    /// refused at once with RESOURCE_EXHAUSTED, so a burst cannot queue without bound.
     pub max_pending_checks: usize,
+    /// Bytes of images those checks may hold in all: each waiting check holds its image in
+    /// memory, so past this a check is refused too, however few are waiting.
+    pub max_pending_bytes: usize,
     /// Largest request message; `None` for twice the largest image plus 1 MiB, so that an
     /// image somewhat over the limit still reaches the decoder and is refused with a message
     /// naming the limit.
@@ -97,7 +99,8 @@ impl Default for ServeConfig {
         ServeConfig {
             shutdown_grace: Duration::from_secs(20),
             cpu_workers: 2 * cores,
-            max_pending_checks: 16 * cores,
+            max_pending_checks: 64 * cores,
+            max_pending_bytes: 256 << 20,
             max_message_bytes: None,
             api_keys: ApiKeys::default(),
             tls: None,
@@ -262,15 +265,24 @@ pub(crate) struct Core {
     max_lag: Option<Duration>,
     cpu_permits: Arc<Semaphore>,
     check_slots: Arc<Semaphore>,
+    /// The pending-bytes budget, in [`BYTE_PERMIT`] units, and its size.
+    pending_bytes: Arc<Semaphore>,
+    pending_bytes_total: usize,
 }
+
+/// The unit of [`Core::pending_bytes`]: a semaphore counts at most `u32::MAX` permits.
+const BYTE_PERMIT: usize = 4096;
 
 impl Core {
     fn new(matcher: Arc<Matcher>, config: &ServeConfig) -> Self {
+        let pending_units = (config.max_pending_bytes / BYTE_PERMIT).clamp(1, u32::MAX as usize);
         Core {
             matcher,
             max_lag: config.max_lag,
             cpu_permits: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
             check_slots: Arc::new(Semaphore::new(config.max_pending_checks.max(1))),
+            pending_bytes: Arc::new(Semaphore::new(pending_units)),
+            pending_bytes_total: pending_units,
         }
     }
 
@@ -283,21 +295,28 @@ impl Core {
         work(&self.matcher).map_err(Status::from)
     }
 
-    /// Runs a check on the blocking pool, or refuses it at once with RESOURCE_EXHAUSTED when
-    /// the pending checks are at their bound. A check whose caller's deadline passes while it
-    /// waits is dropped with its call (tonic honours `grpc-timeout`), never computed.
-    async fn run_check<T, F>(&self, work: F) -> Result<T, Status>
+    /// Runs a check holding `bytes` of image on the blocking pool, or refuses it at once with
+    /// RESOURCE_EXHAUSTED when the pending checks or their bytes are at their bound. A check
+    /// whose caller's deadline passes while it waits is dropped with its call (tonic honours
+    /// `grpc-timeout`), never computed.
+    async fn run_check<T, F>(&self, bytes: usize, work: F) -> Result<T, Status>
     where
         F: FnOnce(&Matcher) -> Result<T, crate::error::Error> + Send + 'static,
         T: Send + 'static,
     {
-        let Ok(slot) = self.check_slots.clone().try_acquire_owned() else {
-            return Err(Status::resource_exhausted(
-                "the server is busy: too many checks in progress; retry with backoff",
-            ));
+        let busy = || {
+            Status::resource_exhausted("the server is busy: too many checks in progress; retry with backoff")
         };
+        let slot = self.check_slots.clone().try_acquire_owned().map_err(|_| busy())?;
+        // An image larger than the whole budget takes all of it: it runs when nothing else is
+        // waiting.
+        let units = bytes.div_ceil(BYTE_PERMIT).min(self.pending_bytes_total);
+        let budget = u32::try_from(units)
+            .ok()
+            .and_then(|units| self.pending_bytes.clone().try_acquire_many_owned(units).ok())
+            .ok_or_else(busy)?;
         self.run(move |matcher| {
-            let _slot = slot;
+            let _held = (slot, budget);
             work(matcher)
         })
         .await

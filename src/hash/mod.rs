@@ -7,6 +7,7 @@ pub mod decode;
 pub mod digest;
 pub mod imghash;
 pub mod pdq;
+pub mod trim;
 
 use std::fmt;
 use std::str::FromStr;
@@ -258,6 +259,16 @@ const HEX_VALUES: [u8; 256] = {
     table
 };
 
+/// Which part of an image a query hash was computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    /// The image as uploaded.
+    #[default]
+    Whole,
+    /// The picture inside its margins (borders, bars, caption bands), see [`trim`].
+    Trimmed,
+}
+
 /// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transform {
@@ -299,6 +310,8 @@ pub struct ImageHashes {
     pub hashes: Vec<ComputedHash>,
     /// PDQ's 8 dihedral variants in [`Transform::DIHEDRAL_ORDER`], when asked for.
     pub pdq_dihedral: Option<[HashValue; 8]>,
+    /// PDQ of the picture inside the image's margins, when asked for and there are margins.
+    pub pdq_trimmed: Option<TrimmedPdq>,
     /// Pixel size, when the image was decoded (it is not for MD5/SHA-256 alone).
     pub dimensions: Option<(u32, u32)>,
 }
@@ -309,12 +322,24 @@ impl ImageHashes {
     }
 }
 
+/// PDQ of the picture found inside an image's margins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrimmedPdq {
+    pub area: trim::ContentBox,
+    pub hash: ComputedHash,
+    /// Its dihedral variants, when those were asked for.
+    pub dihedral: Option<[HashValue; 8]>,
+}
+
 /// Which hashes to compute from an image.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct HashOptions {
     pub algorithms: Vec<Algorithm>,
     /// Also compute PDQ's dihedral variants (only when PDQ is among the algorithms).
     pub pdq_dihedral: bool,
+    /// Also hash, with PDQ, the picture inside the image's margins if it has any (only when
+    /// PDQ is among the algorithms).
+    pub pdq_trimmed: bool,
 }
 
 /// Hashes an encoded image. Decodes only when a perceptual algorithm is asked for, so an
@@ -336,24 +361,25 @@ pub fn hash_image(
     };
     let mut hashes = Vec::with_capacity(algorithms.len());
     let mut pdq_dihedral = None;
+    let mut pdq_trimmed = None;
     for algorithm in algorithms {
         let computed = match (&decoded, algorithm) {
             (_, Algorithm::Md5) => digest_hash(algorithm, &digest::md5(bytes)),
             (_, Algorithm::Sha256) => digest_hash(algorithm, &digest::sha256(bytes)),
             (Some(image), Algorithm::Pdq) => {
                 let (width, height) = (image.rgb.width() as usize, image.rgb.height() as usize);
-                let (hash, quality) = if options.pdq_dihedral {
-                    let dihedral = pdq::pdq_dihedral_from_rgb8(image.rgb.as_raw(), width, height);
-                    pdq_dihedral = Some(dihedral.hashes.map(|bits| pdq_value(&bits)));
-                    (dihedral.hashes[0], dihedral.quality)
-                } else {
-                    let output = pdq::pdq_from_rgb8(image.rgb.as_raw(), width, height);
-                    (output.hash, output.quality)
-                };
-                ComputedHash {
-                    value: pdq_value(&hash),
-                    quality: Some(quality),
+                let (computed, dihedral) =
+                    pdq_hashes(image.rgb.as_raw(), width, height, options.pdq_dihedral);
+                pdq_dihedral = dihedral;
+                if options.pdq_trimmed
+                    && let Some(area) = trim::content_box(image.rgb.as_raw(), width, height)
+                {
+                    let picture = trim::crop(image.rgb.as_raw(), width, area);
+                    let (hash, dihedral) =
+                        pdq_hashes(&picture, area.width(), area.height(), options.pdq_dihedral);
+                    pdq_trimmed = Some(TrimmedPdq { area, hash, dihedral });
                 }
+                computed
             }
             (Some(image), perceptual) => {
                 let bytes = imghash::hash64(perceptual, &image.rgb);
@@ -367,10 +393,36 @@ pub fn hash_image(
     Ok(ImageHashes {
         hashes,
         pdq_dihedral,
+        pdq_trimmed,
         dimensions: decoded
             .as_ref()
             .map(|image| (image.rgb.width(), image.rgb.height())),
     })
+}
+
+/// PDQ of packed RGB8 pixels, and its dihedral variants when asked for.
+fn pdq_hashes(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    dihedral: bool,
+) -> (ComputedHash, Option<[HashValue; 8]>) {
+    let (hash, quality, variants) = if dihedral {
+        let output = pdq::pdq_dihedral_from_rgb8(rgb, width, height);
+        (
+            output.hashes[0],
+            output.quality,
+            Some(output.hashes.map(|bits| pdq_value(&bits))),
+        )
+    } else {
+        let output = pdq::pdq_from_rgb8(rgb, width, height);
+        (output.hash, output.quality, None)
+    };
+    let computed = ComputedHash {
+        value: pdq_value(&hash),
+        quality: Some(quality),
+    };
+    (computed, variants)
 }
 
 fn pdq_value(bits: &pdq::PdqBits) -> HashValue {
@@ -444,7 +496,7 @@ mod tests {
     fn empty_input_is_refused_even_for_digests_alone() {
         let options = HashOptions {
             algorithms: vec![Algorithm::Md5],
-            pdq_dihedral: false,
+            ..HashOptions::default()
         };
         let result = hash_image(&[], &options, &DecodeLimits::default());
         assert!(matches!(result, Err(DecodeError::Empty)));

@@ -112,6 +112,7 @@ fn image_request(workload: &Workload, rng: &mut Rng) -> pb::CheckImageRequest {
         banks: workload.banks.clone(),
         algorithms: Vec::new(),
         dihedral: Some(workload.dihedral),
+        trim: None,
     }
 }
 
