@@ -36,7 +36,7 @@ fn hashing(c: &mut Criterion) {
     let options = HashOptions {
         algorithms: vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256],
         pdq_dihedral: true,
-        pdq_trimmed: false,
+        ..HashOptions::default()
     };
     c.bench_function(
         "check-image hashing 1600x1004 jpeg (decode, pdq+dihedral, md5, sha256)",

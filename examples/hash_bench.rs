@@ -47,7 +47,7 @@ fn main() -> Result<(), String> {
     let options = HashOptions {
         algorithms: vec![Algorithm::Pdq],
         pdq_dihedral: false,
-        pdq_trimmed: false,
+        ..HashOptions::default()
     };
     for path in &args.files {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

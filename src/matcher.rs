@@ -17,7 +17,8 @@ use crate::bank::{Bank, BankId, BankName, BankSettings, BankUpdate, Entry, Entry
 use crate::error::Error;
 use crate::hash::decode::DecodeLimits;
 use crate::hash::{
-    Algorithm, ComputedHash, HashOptions, HashValue, ImageHashes, Transform, View, hash_image,
+    Algorithm, ComputedHash, DerivedPictures, HashOptions, HashValue, ImageHashes, Transform, View,
+    hash_image,
 };
 use crate::index::{IndexHit, IndexSet};
 use crate::store::{EmbeddedStore, PostgresStore, Store, StoreError};
@@ -100,6 +101,8 @@ pub struct ImageEntry {
     /// uploads checked with [`ImageCheck::trim`] match it: trimming an upload also trims the
     /// flat edges the picture itself has (a clear sky, a studio backdrop).
     pub trim: bool,
+    /// Also store the PDQ of these pictures derived from the image.
+    pub derived: DerivedPictures,
 }
 
 /// Counts of an add.
@@ -459,6 +462,11 @@ impl Matcher {
             &HashOptions {
                 algorithms,
                 pdq_trimmed: request.trim && pdq,
+                pdq_derived: if pdq {
+                    request.derived
+                } else {
+                    DerivedPictures::default()
+                },
                 ..HashOptions::default()
             },
             &self.config.decode_limits,
@@ -474,17 +482,21 @@ impl Matcher {
                 minimum: self.config.min_add_quality,
             });
         }
-        // The trimmed picture's hash is an extra: one too flat to trust is left out.
-        let trimmed = hashes
+        // The trimmed and derived pictures' hashes are extras: those too flat to trust are
+        // left out.
+        let extras: Vec<ComputedHash> = hashes
             .pdq_trimmed
             .as_ref()
             .map(|trimmed| trimmed.hash)
-            .filter(|hash| usable(hash.quality));
+            .into_iter()
+            .chain(hashes.pdq_derived.iter().copied())
+            .filter(|hash| usable(hash.quality))
+            .collect();
         let now = now_ms();
         let entries = hashes
             .hashes
             .iter()
-            .chain(&trimmed)
+            .chain(&extras)
             .map(|computed| {
                 NewEntry::new(
                     computed.value,
@@ -583,6 +595,7 @@ impl Matcher {
                 algorithms,
                 pdq_dihedral: request.dihedral && pdq,
                 pdq_trimmed: request.trim && pdq,
+                ..HashOptions::default()
             },
             &self.config.decode_limits,
         )?;

@@ -24,6 +24,7 @@ fuzz_target!(|bytes: &[u8]| {
         algorithms: vec![Algorithm::Sha256, Algorithm::Md5, Algorithm::Md5],
         pdq_dihedral: true,
         pdq_trimmed: true,
+        ..HashOptions::default()
     };
     match hash_image(bytes, &digests_only, &limits) {
         Ok(hashes) => {
@@ -72,6 +73,7 @@ fuzz_target!(|bytes: &[u8]| {
         algorithms: Algorithm::ALL.iter().rev().copied().collect(),
         pdq_dihedral: true,
         pdq_trimmed: true,
+        ..HashOptions::default()
     };
     match (hash_image(bytes, &everything, &limits), &decoded) {
         (Ok(hashes), Ok(image)) => {

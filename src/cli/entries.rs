@@ -219,6 +219,12 @@ pub struct AddArgs {
     /// Also store the PDQ of the picture inside each image's margins (see `check --trim`).
     #[arg(long)]
     trim: bool,
+    /// Also store the PDQ of each image turned and mirrored (7 more entries an image).
+    #[arg(long)]
+    store_dihedral: bool,
+    /// Also store the PDQ of 40 sub-windows of each image, for cropped copies.
+    #[arg(long)]
+    store_crops: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -245,6 +251,8 @@ pub async fn add(args: AddArgs) -> CliResult {
                     note: args.note.clone(),
                     allow_low_quality: args.allow_low_quality,
                     trim: args.trim,
+                    store_dihedral: args.store_dihedral,
+                    store_crops: args.store_crops,
                 })
                 .await
                 .map(|r| r.into_inner())

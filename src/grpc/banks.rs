@@ -223,6 +223,10 @@ impl pb::banks_server::Banks for BanksService {
             note: request.note,
             allow_low_quality: request.allow_low_quality,
             trim: request.trim,
+            derived: crate::hash::DerivedPictures {
+                dihedral: request.store_dihedral,
+                crops: request.store_crops,
+            },
         };
         let image = request.image;
         let (hashes, outcome) = self

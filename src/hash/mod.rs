@@ -4,6 +4,7 @@
 //! aHash) are computed from decoded pixels; MD5 and SHA-256 from the raw bytes.
 
 pub mod decode;
+pub mod derive;
 pub mod digest;
 pub mod imghash;
 pub mod pdq;
@@ -312,6 +313,8 @@ pub struct ImageHashes {
     pub pdq_dihedral: Option<[HashValue; 8]>,
     /// PDQ of the picture inside the image's margins, when asked for and there are margins.
     pub pdq_trimmed: Option<TrimmedPdq>,
+    /// PDQ of each picture derived from the image (see [`DerivedPictures`]), when asked for.
+    pub pdq_derived: Vec<ComputedHash>,
     /// Pixel size, when the image was decoded (it is not for MD5/SHA-256 alone).
     pub dimensions: Option<(u32, u32)>,
 }
@@ -340,6 +343,18 @@ pub struct HashOptions {
     /// Also hash, with PDQ, the picture inside the image's margins if it has any (only when
     /// PDQ is among the algorithms).
     pub pdq_trimmed: bool,
+    /// Also hash, with PDQ, these pictures derived from the image (only when PDQ is among the
+    /// algorithms).
+    pub pdq_derived: DerivedPictures,
+}
+
+/// Pictures derived from an image for a bank to store (see [`derive`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DerivedPictures {
+    /// The image's 7 turns and mirrors, exactly.
+    pub dihedral: bool,
+    /// Its sub-windows with up to a fifth of each side cropped away, centred and in the corners.
+    pub crops: bool,
 }
 
 /// Hashes an encoded image. Decodes only when a perceptual algorithm is asked for, so an
@@ -362,6 +377,7 @@ pub fn hash_image(
     let mut hashes = Vec::with_capacity(algorithms.len());
     let mut pdq_dihedral = None;
     let mut pdq_trimmed = None;
+    let mut pdq_derived = Vec::new();
     for algorithm in algorithms {
         let computed = match (&decoded, algorithm) {
             (_, Algorithm::Md5) => digest_hash(algorithm, &digest::md5(bytes)),
@@ -379,6 +395,7 @@ pub fn hash_image(
                         pdq_hashes(&picture, area.width(), area.height(), options.pdq_dihedral);
                     pdq_trimmed = Some(TrimmedPdq { area, hash, dihedral });
                 }
+                pdq_derived = derived_pdq(image.rgb.as_raw(), width, height, options.pdq_derived);
                 computed
             }
             (Some(image), perceptual) => {
@@ -394,10 +411,28 @@ pub fn hash_image(
         hashes,
         pdq_dihedral,
         pdq_trimmed,
+        pdq_derived,
         dimensions: decoded
             .as_ref()
             .map(|image| (image.rgb.width(), image.rgb.height())),
     })
+}
+
+/// PDQ of each picture `wanted` of packed RGB8 pixels.
+fn derived_pdq(rgb: &[u8], width: usize, height: usize, wanted: DerivedPictures) -> Vec<ComputedHash> {
+    let mut hashes = Vec::new();
+    if wanted.dihedral {
+        for (pixels, w, h) in derive::dihedral(rgb, width, height) {
+            hashes.push(pdq_hashes(&pixels, w, h, false).0);
+        }
+    }
+    if wanted.crops {
+        for window in derive::crop_windows(width, height) {
+            let pixels = trim::crop(rgb, width, window);
+            hashes.push(pdq_hashes(&pixels, window.width(), window.height(), false).0);
+        }
+    }
+    hashes
 }
 
 /// PDQ of packed RGB8 pixels, and its dihedral variants when asked for.

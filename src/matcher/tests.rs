@@ -356,3 +356,64 @@ fn replicas_decide_writes_on_the_shared_stores_latest_state() {
     first.catch_up().unwrap();
     assert!(matches!(first.bank(&name("TVEC")), Err(Error::BankNotFound(_))));
 }
+
+/// A cropped and a mirrored copy of a flagged photo match a bank that stored the photo's
+/// derived pictures, and only such a bank.
+#[test]
+fn derived_pictures_catch_crops_and_mirrors() {
+    let photo = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg"),
+    )
+    .unwrap();
+    let decoded = image::load_from_memory(&photo).unwrap().to_rgb8();
+    let (w, h) = decoded.dimensions();
+    let png = |image: image::RgbImage| {
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        bytes
+    };
+    // 9% cropped away from the left and the top: not on the grid of stored windows.
+    let cropped =
+        png(
+            image::imageops::crop_imm(&decoded, w * 9 / 100, h * 9 / 100, w * 91 / 100, h * 91 / 100)
+                .to_image(),
+        );
+    let mirrored = png(image::imageops::flip_horizontal(&decoded));
+
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    for (bank, derived) in [
+        ("PLAIN", DerivedPictures::default()),
+        (
+            "DERIVED",
+            DerivedPictures {
+                dihedral: true,
+                crops: true,
+            },
+        ),
+    ] {
+        matcher.create_bank(name(bank), settings(Action::Block)).unwrap();
+        let entry = ImageEntry {
+            algorithms: vec![Algorithm::Pdq],
+            id: "bridge".into(),
+            derived,
+            ..ImageEntry::default()
+        };
+        let (_, added) = matcher.add_image(&name(bank), &photo, &entry).unwrap();
+        assert_eq!(added.added, if bank == "PLAIN" { 1 } else { 48 });
+    }
+    let plain_check = ImageCheck {
+        algorithms: vec![Algorithm::Pdq],
+        ..ImageCheck::default()
+    };
+    for copy in [&cropped, &mirrored] {
+        let outcome = matcher.check_image(copy, &plain_check).unwrap();
+        let banks: Vec<&str> = outcome.matches.iter().map(|m| m.bank.as_str()).collect();
+        assert!(
+            banks.iter().all(|b| *b == "DERIVED") && !banks.is_empty(),
+            "{banks:?}"
+        );
+    }
+}
