@@ -79,11 +79,18 @@ MODES = [
                  "store_crops": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
     },
+    {
+        "name": "derived+rot",
+        "about": "derived, with the originals also turned by 1 to 10 degrees each way (40 more)",
+        "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True, "store_dihedral": True,
+                 "store_crops": True, "store_rotations": True},
+        "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
+    },
 ]
 
 # AddImageRequest fields a mode's bank may set: pictures derived from each original stored
 # beside its own hash.
-ADD_OPTIONS = ("trim", "store_dihedral", "store_crops")
+ADD_OPTIONS = ("trim", "store_dihedral", "store_crops", "store_rotations")
 
 # The reference: Pillow decode + pdqhash, matched in Python at distance <= 31.
 REFERENCE_MODES = [

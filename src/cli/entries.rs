@@ -225,6 +225,9 @@ pub struct AddArgs {
     /// Also store the PDQ of 40 sub-windows of each image, for cropped copies.
     #[arg(long)]
     store_crops: bool,
+    /// Also store the PDQ of each image turned by 1° to 10° each way (40 more entries).
+    #[arg(long)]
+    store_rotations: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -253,6 +256,7 @@ pub async fn add(args: AddArgs) -> CliResult {
                     trim: args.trim,
                     store_dihedral: args.store_dihedral,
                     store_crops: args.store_crops,
+                    store_rotations: args.store_rotations,
                 })
                 .await
                 .map(|r| r.into_inner())

@@ -226,6 +226,7 @@ impl pb::banks_server::Banks for BanksService {
             derived: crate::hash::DerivedPictures {
                 dihedral: request.store_dihedral,
                 crops: request.store_crops,
+                rotations: request.store_rotations,
             },
         };
         let image = request.image;

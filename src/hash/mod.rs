@@ -355,6 +355,8 @@ pub struct DerivedPictures {
     pub dihedral: bool,
     /// Its sub-windows with up to a fifth of each side cropped away, centred and in the corners.
     pub crops: bool,
+    /// It turned by 1° to 10° each way, whole on a black canvas and cut to its inner rectangle.
+    pub rotations: bool,
 }
 
 /// Hashes an encoded image. Decodes only when a perceptual algorithm is asked for, so an
@@ -423,6 +425,11 @@ fn derived_pdq(rgb: &[u8], width: usize, height: usize, wanted: DerivedPictures)
     let mut hashes = Vec::new();
     if wanted.dihedral {
         for (pixels, w, h) in derive::dihedral(rgb, width, height) {
+            hashes.push(pdq_hashes(&pixels, w, h, false).0);
+        }
+    }
+    if wanted.rotations {
+        for (pixels, w, h) in derive::small_rotations(rgb, width, height) {
             hashes.push(pdq_hashes(&pixels, w, h, false).0);
         }
     }

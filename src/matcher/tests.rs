@@ -391,6 +391,7 @@ fn derived_pictures_catch_crops_and_mirrors() {
             DerivedPictures {
                 dihedral: true,
                 crops: true,
+                rotations: false,
             },
         ),
     ] {
