@@ -41,7 +41,7 @@ fn create(name: &str) -> pb::CreateBankRequest {
         bank: Some(pb::Bank {
             name: name.into(),
             action: pb::Action::Block as i32,
-            enabled: true,
+            enabled: Some(true),
             ..Default::default()
         }),
     }

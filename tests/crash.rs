@@ -145,7 +145,7 @@ async fn perform(banks: &mut BanksClient<Channel>, write: &Write) -> Result<(), 
             let bank = pb::Bank {
                 name: name.clone(),
                 action: pb::Action::Block as i32,
-                enabled: true,
+                enabled: Some(true),
                 ..Default::default()
             };
             banks

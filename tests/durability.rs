@@ -23,7 +23,7 @@ async fn acknowledged_entries_survive_kill_9() {
     let bank = pb::Bank {
         name: "TVEC".into(),
         action: pb::Action::Block as i32,
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     };
     banks

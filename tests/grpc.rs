@@ -20,7 +20,7 @@ fn bank(name: &str, action: pb::Action) -> pb::CreateBankRequest {
             name: name.into(),
             action: action as i32,
             labels: vec!["tvec".into()],
-            enabled: true,
+            enabled: Some(true),
             ..Default::default()
         }),
     }
@@ -77,6 +77,21 @@ async fn bank_lifecycle_and_errors() {
         .into_inner();
     assert_eq!(created.thresholds.unwrap().pdq, Some(31));
     assert!(created.created_at.is_some());
+    // A client that leaves `enabled` out gets a bank that matches, not a disabled one.
+    let mut unstated = bank("UNSTATED", pb::Action::Review);
+    unstated.bank.as_mut().unwrap().enabled = None;
+    let unstated = banks.create_bank(unstated).await.unwrap().into_inner();
+    assert_eq!(unstated.enabled, Some(true));
+    let mut disabled = bank("DISABLED", pb::Action::Review);
+    disabled.bank.as_mut().unwrap().enabled = Some(false);
+    let disabled = banks.create_bank(disabled).await.unwrap().into_inner();
+    assert_eq!(disabled.enabled, Some(false));
+    for name in ["UNSTATED", "DISABLED"] {
+        banks
+            .delete_bank(pb::DeleteBankRequest { name: name.into() })
+            .await
+            .unwrap();
+    }
     let again = banks
         .create_bank(bank("TVEC", pb::Action::Block))
         .await
@@ -120,7 +135,7 @@ async fn bank_lifecycle_and_errors() {
     assert_eq!(updated.thresholds.unwrap().pdq, Some(20));
     assert_eq!(updated.thresholds.unwrap().phash, Some(8));
     assert_eq!(updated.labels, vec!["a", "b"]);
-    assert!(updated.enabled);
+    assert_eq!(updated.enabled, Some(true));
     let too_loose = pb::UpdateBankRequest {
         name: "TVEC".into(),
         thresholds: Some(pb::Thresholds {

@@ -180,7 +180,7 @@ async fn set_up(channel: &Channel) {
             bank: Some(pb::Bank {
                 name: "TVEC".into(),
                 action: pb::Action::Block as i32,
-                enabled: true,
+                enabled: Some(true),
                 ..Default::default()
             }),
         })

@@ -83,7 +83,7 @@ async fn a_check_whose_deadline_passes_while_it_waits_is_never_computed() {
     let bank = pb::Bank {
         name: "TVEC".into(),
         action: pb::Action::Block as i32,
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     };
     banks

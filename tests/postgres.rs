@@ -109,7 +109,7 @@ async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
             bank: Some(pb::Bank {
                 name: "TVEC".into(),
                 action: pb::Action::Block as i32,
-                enabled: true,
+                enabled: Some(true),
                 ..Default::default()
             }),
         })
@@ -206,7 +206,7 @@ fn tvec() -> pb::CreateBankRequest {
         bank: Some(pb::Bank {
             name: "TVEC".into(),
             action: pb::Action::Block as i32,
-            enabled: true,
+            enabled: Some(true),
             ..Default::default()
         }),
     }

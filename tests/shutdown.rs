@@ -28,7 +28,7 @@ async fn create_bank(channel: &Channel) {
     let bank = pb::Bank {
         name: "TVEC".into(),
         action: pb::Action::Block as i32,
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     };
     BanksClient::new(channel.clone())

@@ -223,6 +223,6 @@ fn settings(action: Action) -> BankSettings {
         thresholds: Thresholds::default(),
         labels: vec!["seed".into()],
         description: String::new(),
-        enabled: true,
+        enabled: Some(true),
     }
 }

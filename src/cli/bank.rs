@@ -142,7 +142,7 @@ pub async fn run(command: BankCommand) -> CliResult {
                 thresholds: Some(settings.thresholds()),
                 labels: settings.labels().unwrap_or_default(),
                 description: settings.description.clone().unwrap_or_default(),
-                enabled: settings.enabled().unwrap_or(true),
+                enabled: Some(settings.enabled().unwrap_or(true)),
                 ..Default::default()
             };
             let created = server
@@ -230,7 +230,11 @@ fn print_bank(bank: &pb::Bank) {
         "{}\t{}\t{}\tentries={}\tmatches={}\tthresholds=pdq:{},phash:{},dhash:{},ahash:{}\tlabels={}",
         bank.name,
         action.as_str_name().trim_start_matches("ACTION_").to_lowercase(),
-        if bank.enabled { "enabled" } else { "disabled" },
+        if bank.enabled.unwrap_or(true) {
+            "enabled"
+        } else {
+            "disabled"
+        },
         bank.entry_count,
         bank.match_count,
         t.pdq.unwrap_or_default(),

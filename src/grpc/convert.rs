@@ -92,8 +92,9 @@ pub fn thresholds_patch(thresholds: Option<&pb::Thresholds>) -> ThresholdsPatch 
         .unwrap_or_default()
 }
 
-/// A new bank's name and settings; unset thresholds take the defaults, enabled defaults to
-/// the request's value (proto3 has no unset bool, so creating a disabled bank is explicit).
+/// A new bank's name and settings; unset thresholds take the defaults, and a bank is enabled
+/// unless the request says otherwise (a client that leaves the field out gets a bank that
+/// matches, not one silently disabled).
 pub fn new_bank(bank: Option<&pb::Bank>) -> Result<(BankName, BankSettings), Error> {
     let bank = bank.ok_or_else(|| Error::InvalidArgument("bank is required".into()))?;
     let settings = BankSettings {
@@ -101,7 +102,7 @@ pub fn new_bank(bank: Option<&pb::Bank>) -> Result<(BankName, BankSettings), Err
         thresholds: thresholds_patch(bank.thresholds.as_ref()).apply(Thresholds::default()),
         labels: bank.labels.clone(),
         description: bank.description.clone(),
-        enabled: bank.enabled,
+        enabled: bank.enabled.unwrap_or(true),
     };
     Ok((bank_name(&bank.name)?, settings))
 }
@@ -137,7 +138,7 @@ pub fn bank_to_pb(view: &BankView) -> pb::Bank {
         }),
         labels: settings.labels.clone(),
         description: settings.description.clone(),
-        enabled: settings.enabled,
+        enabled: Some(settings.enabled),
         created_at: Some(timestamp(view.bank.created_at_ms)),
         entry_count: view.entry_count,
         match_count: view.match_count,

@@ -309,7 +309,7 @@ async fn prepare_write_bank(server: &ServerArgs, name: &str) -> Result<(), Strin
         name: name.to_string(),
         action: pb::Action::Review as i32,
         description: "entries added, matched and removed by hashsieve loadtest".into(),
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     };
     match client
@@ -332,7 +332,7 @@ async fn prepare_write_bank(server: &ServerArgs, name: &str) -> Result<(), Strin
         .await
         .map_err(|status| format!("write bank {name}: {}", describe(status)))?
         .into_inner();
-    if !bank.enabled {
+    if bank.enabled == Some(false) {
         return Err(format!(
             "the write bank {name} is disabled, so writes could not match: enable it or name another with --write-bank"
         ));
