@@ -108,8 +108,7 @@ async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
         .unwrap();
 
     // Each change to the bank has an audit line naming its author; no line has a key.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let audit = server.log_lines("bank changed");
+    let audit = server.wait_for_log("bank changed", 2);
     assert_eq!(audit.len(), 2, "{audit:#?}");
     assert!(
         audit[0].contains("who=ops") && audit[0].contains("action=\"create_bank\""),
@@ -121,7 +120,7 @@ async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
         "{}",
         audit[1]
     );
-    let refusals = server.log_lines("call refused");
+    let refusals = server.wait_for_log("call refused", 3);
     assert_eq!(refusals.len(), 3, "{refusals:#?}");
     assert!(refusals[2].contains("key=pipeline"), "{}", refusals[2]);
     for secret in [READER_KEY, ADMIN_KEY, "hsk_guess"] {
@@ -135,5 +134,5 @@ async fn a_server_without_keys_says_it_is_open() {
     let server = ServerProcess::start(dir.path());
     let mut matcher = MatcherClient::connect(server.url.clone()).await.unwrap();
     matcher.check_hashes(check()).await.unwrap();
-    assert_eq!(server.log_lines("no API keys configured").len(), 1);
+    assert_eq!(server.wait_for_log("no API keys configured", 1).len(), 1);
 }

@@ -153,6 +153,20 @@ impl ServerProcess {
         log.iter().filter(|line| line.contains(text)).cloned().collect()
     }
 
+    /// The log lines that contain `text`, once there are at least `count` of them (or after
+    /// 10 s): the log is read on another thread, so a line may arrive a moment after the call
+    /// that caused it has returned.
+    pub fn wait_for_log(&self, text: &str, count: usize) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let lines = self.log_lines(text);
+            if lines.len() >= count || started.elapsed() > std::time::Duration::from_secs(10) {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(self) {
         drop(self);
