@@ -288,6 +288,19 @@ impl Matcher {
         *guard = Arc::new(Catalog::from_banks(banks));
     }
 
+    /// A bank by name. On a shared store a name not known here is looked up again once this
+    /// replica has applied the others' latest changes: the bank may have been created through
+    /// another one a moment ago.
+    fn bank_named(&self, name: &BankName) -> Result<Arc<Bank>, Error> {
+        if let Ok(bank) = self.catalog().get(name) {
+            return Ok(bank.clone());
+        }
+        if self.store.feed().is_some() {
+            self.catch_up()?;
+        }
+        self.catalog().get(name).cloned()
+    }
+
     /// Puts a bank's record in the catalog, replacing its old one.
     fn upsert_bank(&self, bank: Bank) {
         self.entry_counts.entry(bank.id).or_insert(0);
@@ -450,7 +463,7 @@ impl Matcher {
         request: &ImageEntry,
     ) -> Result<(ImageHashes, AddOutcome), Error> {
         // Fail on an unknown bank before paying for the decode.
-        self.catalog().get(name)?;
+        self.bank_named(name)?;
         let algorithms = if request.algorithms.is_empty() {
             vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256]
         } else {
@@ -623,19 +636,18 @@ impl Matcher {
 
     /// Banks a check may match: enabled, and in the filter when one is given.
     fn eligible_banks(&self, filter: &[BankName]) -> Result<HashMap<BankId, Arc<Bank>>, Error> {
-        let catalog = self.catalog();
-        let chosen: Vec<&Arc<Bank>> = if filter.is_empty() {
-            catalog.by_id.values().collect()
+        let chosen: Vec<Arc<Bank>> = if filter.is_empty() {
+            self.catalog().by_id.values().cloned().collect()
         } else {
             filter
                 .iter()
-                .map(|name| catalog.get(name))
+                .map(|name| self.bank_named(name))
                 .collect::<Result<_, _>>()?
         };
         Ok(chosen
             .into_iter()
             .filter(|b| b.settings.enabled)
-            .map(|b| (b.id, b.clone()))
+            .map(|b| (b.id, b))
             .collect())
     }
 

@@ -351,6 +351,13 @@ fn replicas_decide_writes_on_the_shared_stores_latest_state() {
     let status = first.feed_status().unwrap();
     assert_eq!((status.behind(), status.error), (0, None));
 
+    // A bank just created through one is found by the other when a check names it.
+    first
+        .create_bank(name("NEWER"), settings(Action::Review))
+        .unwrap();
+    let outcome = second.check_hashes(&[pdq(0x22, 0)], &[name("NEWER")]).unwrap();
+    assert_eq!(outcome.verdict, Verdict::NoMatch);
+
     // Bank deletion through one is seen by the other.
     second.delete_bank(&name("TVEC")).unwrap();
     first.catch_up().unwrap();
