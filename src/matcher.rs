@@ -310,6 +310,18 @@ impl Matcher {
         });
     }
 
+    /// Takes a removed entry out of the index and its bank's count, if the index holds it at
+    /// that key.
+    fn forget_entry(&self, key: EntryKey, hash: &HashValue) {
+        let index = self.index.get(hash.algorithm());
+        if index.get(hash, key.bank) == Some(key)
+            && index.remove(hash, key.bank)
+            && let Some(mut count) = self.entry_counts.get_mut(&key.bank)
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+
     /// Drops a deleted bank and its entries.
     fn forget_bank(&self, id: BankId) {
         // Out of the catalog first, so no check resolves a hit of this bank while the index
@@ -339,8 +351,7 @@ impl Matcher {
                 return Err(Error::BankExists(name.clone()));
             }
             let bank = self.store.create_bank(name.clone(), settings.clone(), now_ms())?;
-            self.entry_counts.insert(bank.id, 0);
-            self.replace_catalog(|banks| banks.push(bank.clone()));
+            self.upsert_bank(bank.clone());
             Ok(self.view(&bank))
         })
     }
@@ -548,11 +559,8 @@ impl Matcher {
             .map(|key| key.seq)
             .collect();
         let removed = self.store.remove_entries(id, &seqs, ids)?;
-        for (_, hash) in &removed {
-            self.index.get(hash.algorithm()).remove(hash, id);
-        }
-        if let Some(mut count) = self.entry_counts.get_mut(&id) {
-            *count = count.saturating_sub(removed.len() as u64);
+        for (key, hash) in &removed {
+            self.forget_entry(*key, hash);
         }
         Ok(removed.len() as u64)
     }

@@ -42,7 +42,7 @@ const MAX_WRITING: f32 = 0.20;
 /// Margins thinner than this share of the extent are left alone: one or two lines of a
 /// photo's own edge often look flat.
 const MIN_MARGIN: f32 = 0.015;
-/// The picture left must keep at least this share of each side, and of the area.
+/// The picture left must keep at least this share of each side.
 const MIN_SIDE: f32 = 0.25;
 /// Frames inside frames are peeled at most this many times.
 const MAX_LAYERS: usize = 3;
@@ -54,12 +54,13 @@ pub fn content_box(rgb: &[u8], width: usize, height: usize) -> Option<ContentBox
         return None;
     }
     let image = Rgb { rgb, width };
-    let mut bounds = ContentBox {
+    let whole = ContentBox {
         left: 0,
         top: 0,
         right: width,
         bottom: height,
     };
+    let mut bounds = whole;
     for _ in 0..MAX_LAYERS {
         let peeled = peel(&image, bounds);
         if peeled == bounds {
@@ -69,15 +70,7 @@ pub fn content_box(rgb: &[u8], width: usize, height: usize) -> Option<ContentBox
     }
     let big_enough = bounds.width() as f32 >= MIN_SIDE * width as f32
         && bounds.height() as f32 >= MIN_SIDE * height as f32;
-    (bounds
-        != ContentBox {
-            left: 0,
-            top: 0,
-            right: width,
-            bottom: height,
-        }
-        && big_enough)
-        .then_some(bounds)
+    (bounds != whole && big_enough).then_some(bounds)
 }
 
 /// Copies the pixels of `area` out of a packed RGB8 image.

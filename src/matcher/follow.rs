@@ -139,15 +139,7 @@ impl Matcher {
                     }
                 }
                 ChangeKind::BankDeleted(id) => self.forget_bank(*id),
-                ChangeKind::EntryRemoved(key, hash) => {
-                    let index = self.index.get(hash.algorithm());
-                    if index.get(hash, key.bank) == Some(*key)
-                        && index.remove(hash, key.bank)
-                        && let Some(mut count) = self.entry_counts.get_mut(&key.bank)
-                    {
-                        *count = count.saturating_sub(1);
-                    }
-                }
+                ChangeKind::EntryRemoved(key, hash) => self.forget_entry(*key, hash),
                 // Metadata lives in the store, read at match time: nothing held here changes.
                 ChangeKind::EntryUpdated(..) | ChangeKind::EntryAdded(..) => {}
             }
