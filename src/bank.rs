@@ -38,6 +38,30 @@ pub enum ValidationError {
     EmptyLabel,
     #[error("action is required: block, review or allow")]
     MissingAction,
+    #[error("{field} {value} is out of range: PDQ quality runs from 0 to 100")]
+    Quality { field: &'static str, value: u32 },
+}
+
+/// The PDQ quality a bank asks of its hashes unless told otherwise: Meta's guidance is that
+/// hashes under 50 come from images too flat to match reliably.
+pub const DEFAULT_MIN_QUALITY: u8 = 50;
+
+/// A PDQ quality (0–100) from the wire or a list, checked.
+pub fn quality(field: &'static str, value: u32) -> Result<u8, ValidationError> {
+    u8::try_from(value)
+        .ok()
+        .filter(|q| *q <= 100)
+        .ok_or(ValidationError::Quality { field, value })
+}
+
+/// A PDQ hash below its bank's minimum quality: refused unless the caller forces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "pdq quality {quality} is below the bank's minimum {minimum}: the image is too flat to match reliably (allow_low_quality adds it anyway)"
+)]
+pub struct LowQuality {
+    pub quality: u8,
+    pub minimum: u8,
 }
 
 /// A bank's name: `[A-Z0-9_]{1,64}`, so it is safe in URLs, file names and log lines.
@@ -156,13 +180,41 @@ pub struct BankSettings {
     pub labels: Vec<String>,
     pub description: String,
     pub enabled: bool,
+    /// PDQ quality below which hashes are refused on adding unless forced, and a check's
+    /// match is marked as coming from a low-quality upload. Older records lack it (serde
+    /// default for the JSON of a shared store; the embedded store migrates).
+    #[serde(default = "default_min_quality")]
+    pub min_quality: u8,
+}
+
+fn default_min_quality() -> u8 {
+    DEFAULT_MIN_QUALITY
 }
 
 impl BankSettings {
     pub fn validate(&self) -> Result<(), ValidationError> {
+        quality("min_quality", u32::from(self.min_quality))?;
         self.thresholds.validate()?;
         validate_labels(&self.labels)?;
         validate_text("description", &self.description, MAX_NOTE_LEN)
+    }
+
+    /// Whether this bank takes a hash of `algorithm` with this quality (known only for PDQ
+    /// hashes: computed ones, and list rows that give it). Unknown quality passes: the hash
+    /// alone cannot tell.
+    pub fn admits(&self, algorithm: Algorithm, quality: Option<u8>) -> Result<(), LowQuality> {
+        match quality {
+            Some(quality) if self.is_low_quality(algorithm, Some(quality)) => Err(LowQuality {
+                quality,
+                minimum: self.min_quality,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a PDQ hash of this quality is below the bank's minimum.
+    pub fn is_low_quality(&self, algorithm: Algorithm, quality: Option<u8>) -> bool {
+        algorithm == Algorithm::Pdq && quality.is_some_and(|q| q < self.min_quality)
     }
 }
 
@@ -215,6 +267,9 @@ pub struct EntryMeta {
 pub struct NewEntry {
     pub hash: HashValue,
     pub meta: EntryMeta,
+    /// The hash's PDQ quality where the list gave it, for the bank's quality gate. Not
+    /// stored: once admitted, an entry matches like any other.
+    pub quality: Option<u8>,
 }
 
 impl NewEntry {
@@ -246,7 +301,13 @@ impl NewEntry {
                 note: note.to_string(),
                 added_at_ms,
             },
+            quality: None,
         })
+    }
+
+    /// The same entry, with the quality its list gave.
+    pub fn with_quality(self, quality: Option<u8>) -> Self {
+        NewEntry { quality, ..self }
     }
 }
 
@@ -343,6 +404,43 @@ mod tests {
     }
 
     #[test]
+    fn the_quality_gate_holds_back_known_low_pdq_quality_only() {
+        let settings = BankSettings {
+            action: Action::Block,
+            thresholds: Thresholds::default(),
+            labels: vec![],
+            description: String::new(),
+            enabled: true,
+            min_quality: 50,
+        };
+        assert_eq!(
+            settings.admits(Algorithm::Pdq, Some(49)),
+            Err(LowQuality {
+                quality: 49,
+                minimum: 50
+            })
+        );
+        assert_eq!(settings.admits(Algorithm::Pdq, Some(50)), Ok(()));
+        assert_eq!(settings.admits(Algorithm::Pdq, None), Ok(()));
+        assert_eq!(settings.admits(Algorithm::PHash, Some(0)), Ok(()));
+        assert!(quality("quality", 100).is_ok());
+        assert!(quality("quality", 101).is_err());
+        assert!(
+            BankSettings {
+                min_quality: 101,
+                ..settings.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        // A shared store's bank written before the minimum existed reads with the default.
+        let mut json = serde_json::to_value(&settings).unwrap();
+        json.as_object_mut().unwrap().remove("min_quality");
+        let old: BankSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(old.min_quality, DEFAULT_MIN_QUALITY);
+    }
+
+    #[test]
     fn entry_id_defaults_to_hex_and_fields_are_checked() {
         let hash = HashValue::from_hex(Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f72").unwrap();
         let entry = NewEntry::new(hash, " ", vec![], "", "", 0).unwrap();
@@ -382,6 +480,7 @@ pub struct BankUpdate {
     pub labels: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    pub min_quality: Option<u8>,
 }
 
 impl BankUpdate {
@@ -395,6 +494,7 @@ impl BankUpdate {
                 .clone()
                 .unwrap_or_else(|| base.description.clone()),
             enabled: self.enabled.unwrap_or(base.enabled),
+            min_quality: self.min_quality.unwrap_or(base.min_quality),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The core's one error vocabulary. `grpc::status` maps it to gRPC codes in one place; the CLI
 //! prints it.
 
-use crate::bank::{BankName, ValidationError};
+use crate::bank::{BankName, LowQuality, ValidationError};
 use crate::hash::HashParseError;
 use crate::hash::decode::DecodeError;
 use crate::store::StoreError;
@@ -20,10 +20,8 @@ pub enum Error {
     InvalidArgument(String),
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error(
-        "pdq quality {quality} is below the minimum {minimum} for adding: the image is too flat to hash reliably (set allow_low_quality to add it anyway)"
-    )]
-    LowQuality { quality: u8, minimum: u8 },
+    #[error(transparent)]
+    LowQuality(#[from] LowQuality),
     #[error("storage failure")]
     Store(#[source] StoreError),
 }

@@ -33,6 +33,7 @@ struct Columns {
     labels: Option<usize>,
     source: Option<usize>,
     note: Option<usize>,
+    quality: Option<usize>,
 }
 
 /// Counts lines for CSV records. The csv crate skips blank lines without counting them, so its
@@ -156,7 +157,7 @@ impl HashListReader {
                 hash: find("hash").ok_or_else(|| {
                     format!(
                         "the CSV header has no `hash` column (found: {}); give a header row with `hash` \
-                         and optionally `algorithm`, `id`, `labels`, `source`, `note`, or a file of bare hex hashes",
+                         and optionally `algorithm`, `id`, `labels`, `source`, `note`, `quality`, or a file of bare hex hashes",
                         headers.iter().collect::<Vec<_>>().join(", ")
                     )
                 })?,
@@ -165,6 +166,7 @@ impl HashListReader {
                 labels: find("labels"),
                 source: find("source"),
                 note: find("note"),
+                quality: find("quality"),
             };
             Format::Csv {
                 records: Box::new(reader.into_records()),
@@ -187,7 +189,7 @@ impl HashListReader {
         line: u64,
         algorithm: Option<&str>,
         hash: &str,
-        fields: [&str; 4],
+        fields: [&str; 5],
     ) -> Result<Row, RowError> {
         let fail = |reason: String| RowError { line, reason };
         let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
@@ -195,15 +197,25 @@ impl HashListReader {
             None => self.default_algorithm,
         };
         let hash = HashValue::from_hex(algorithm, hash).map_err(|e| fail(e.to_string()))?;
-        let [id, labels, source, note] = fields;
+        let [id, labels, source, note, quality] = fields;
+        let quality = match quality.trim() {
+            "" => None,
+            text => {
+                let value = text
+                    .parse::<u32>()
+                    .map_err(|_| fail(format!("quality {text:?} is not a number from 0 to 100")))?;
+                Some(crate::bank::quality("quality", value).map_err(|e| fail(e.to_string()))?)
+            }
+        };
         let labels = labels
             .split(';')
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect();
-        let entry =
-            NewEntry::new(hash, id, labels, source, note, self.now_ms).map_err(|e| fail(e.to_string()))?;
+        let entry = NewEntry::new(hash, id, labels, source, note, self.now_ms)
+            .map_err(|e| fail(e.to_string()))?
+            .with_quality(quality);
         Ok(Row { line, entry })
     }
 }
@@ -232,7 +244,7 @@ impl Iterator for HashListReader {
                         continue;
                     }
                     let text = text.to_string();
-                    return Some(self.parse(number, None, &text, ["", "", "", ""]));
+                    return Some(self.parse(number, None, &text, ["", "", "", "", ""]));
                 }
                 Format::Csv {
                     records,
@@ -261,15 +273,11 @@ impl Iterator for HashListReader {
                         get(columns.labels),
                         get(columns.source),
                         get(columns.note),
+                        get(columns.quality),
                     ];
                     let (hash, algorithm) = (hash.to_string(), algorithm.map(String::from));
                     let fields = fields.map(String::from);
-                    let fields = [
-                        fields[0].as_str(),
-                        fields[1].as_str(),
-                        fields[2].as_str(),
-                        fields[3].as_str(),
-                    ];
+                    let fields = fields.each_ref().map(String::as_str);
                     return Some(self.parse(line, algorithm.as_deref(), &hash, fields));
                 }
             }
@@ -334,6 +342,19 @@ mod tests {
         let pdq = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
         let rows = read(&format!("\u{feff}{pdq}\n"));
         assert_eq!(rows, vec![Ok((1, pdq.to_string(), pdq.to_string()))]);
+    }
+
+    #[test]
+    fn a_quality_column_is_read_and_checked() {
+        let pdq = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+        let text = format!("hash,quality\n{pdq},77\n{pdq},\n{pdq},high\n{pdq},101\n");
+        let rows: Vec<_> = HashListReader::new(std::io::Cursor::new(text.into_bytes()), Algorithm::Pdq, 0)
+            .unwrap()
+            .collect();
+        assert_eq!(rows[0].as_ref().unwrap().entry.quality, Some(77));
+        assert_eq!(rows[1].as_ref().unwrap().entry.quality, None);
+        assert!(matches!(&rows[2], Err(e) if e.line == 4 && e.reason.contains("not a number")));
+        assert!(matches!(&rows[3], Err(e) if e.line == 5 && e.reason.contains("0 to 100")));
     }
 
     #[test]

@@ -29,9 +29,6 @@ use crate::verdict::{Match, Verdict, decide, sort_matches};
 pub struct MatcherConfig {
     pub data_dir: PathBuf,
     pub decode_limits: DecodeLimits,
-    /// PDQ hashes below this quality are refused by `add_image` unless forced: the field
-    /// treats quality under 50 as unreliable.
-    pub min_add_quality: u8,
     /// Most matches listed in one response (the verdict always weighs them all).
     pub max_matches: usize,
     /// The store's page cache, in bytes.
@@ -46,7 +43,6 @@ impl MatcherConfig {
         MatcherConfig {
             data_dir: data_dir.into(),
             decode_limits: DecodeLimits::default(),
-            min_add_quality: 50,
             max_matches: 1000,
             store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             postgres_url: None,
@@ -474,7 +470,7 @@ impl Matcher {
         request: &ImageEntry,
     ) -> Result<(ImageHashes, AddOutcome), Error> {
         // Fail on an unknown bank before paying for the decode.
-        self.bank_named(name)?;
+        let bank = self.bank_named(name)?;
         let algorithms = if request.algorithms.is_empty() {
             vec![Algorithm::Pdq, Algorithm::Md5, Algorithm::Sha256]
         } else {
@@ -495,26 +491,23 @@ impl Matcher {
             },
             &self.config.decode_limits,
         )?;
-        let usable = |quality: Option<u8>| {
-            quality.is_none_or(|q| q >= self.config.min_add_quality) || request.allow_low_quality
+        let admit = |hash: &ComputedHash| match request.allow_low_quality {
+            true => Ok(()),
+            false => bank.settings.admits(hash.value.algorithm(), hash.quality),
         };
-        if let Some(quality) = hashes.get(Algorithm::Pdq).and_then(|h| h.quality)
-            && !usable(Some(quality))
-        {
-            return Err(Error::LowQuality {
-                quality,
-                minimum: self.config.min_add_quality,
-            });
+        // The image itself below the bank's minimum fails the call ...
+        for hash in &hashes.hashes {
+            admit(hash)?;
         }
-        // The trimmed and derived pictures' hashes are extras: those too flat to trust are
-        // left out.
+        // ... while the trimmed and derived pictures' hashes are extras: those too flat to
+        // trust are left out.
         let extras: Vec<ComputedHash> = hashes
             .pdq_trimmed
             .as_ref()
             .map(|trimmed| trimmed.hash)
             .into_iter()
             .chain(hashes.pdq_derived.iter().copied())
-            .filter(|hash| usable(hash.quality))
+            .filter(|hash| admit(hash).is_ok())
             .collect();
         let now = now_ms();
         let entries = hashes
@@ -589,7 +582,12 @@ impl Matcher {
         let banks = self.eligible_banks(banks)?;
         let queries: Vec<Query> = hashes
             .iter()
-            .map(|h| (*h, View::Whole, Transform::Original))
+            .map(|hash| Query {
+                hash: *hash,
+                view: View::Whole,
+                transform: Transform::Original,
+                quality: None,
+            })
             .collect();
         self.check(&queries, &banks, Vec::new())
     }
@@ -621,23 +619,31 @@ impl Matcher {
             &self.config.decode_limits,
         )?;
         let mut queries: Vec<Query> = Vec::new();
-        let mut add = |view: View, hash: HashValue, dihedral: &Option<[HashValue; 8]>| match dihedral {
-            Some(variants) => queries.extend(
-                variants
-                    .iter()
-                    .zip(Transform::DIHEDRAL_ORDER)
-                    .map(|(hash, transform)| (*hash, view, transform)),
-            ),
-            None => queries.push((hash, view, Transform::Original)),
+        let mut add = |view: View, computed: &ComputedHash, dihedral: &Option<[HashValue; 8]>| {
+            let query = |hash: HashValue, transform: Transform| Query {
+                hash,
+                view,
+                transform,
+                quality: computed.quality,
+            };
+            match dihedral {
+                Some(variants) => queries.extend(
+                    variants
+                        .iter()
+                        .zip(Transform::DIHEDRAL_ORDER)
+                        .map(|(hash, transform)| query(*hash, transform)),
+                ),
+                None => queries.push(query(computed.value, Transform::Original)),
+            }
         };
         for computed in &image_hashes.hashes {
             match computed.value.algorithm() {
-                Algorithm::Pdq => add(View::Whole, computed.value, &image_hashes.pdq_dihedral),
-                _ => add(View::Whole, computed.value, &None),
+                Algorithm::Pdq => add(View::Whole, computed, &image_hashes.pdq_dihedral),
+                _ => add(View::Whole, computed, &None),
             }
         }
         if let Some(trimmed) = &image_hashes.pdq_trimmed {
-            add(View::Trimmed, trimmed.hash.value, &trimmed.dihedral);
+            add(View::Trimmed, &trimmed.hash, &trimmed.dihedral);
         }
         self.check(&queries, &banks, image_hashes.hashes)
     }
@@ -670,15 +676,15 @@ impl Matcher {
         // The nearest hit per entry: an entry found through several variants of the query is
         // one match. Earlier views and transforms win ties, so the whole image as uploaded is
         // preferred.
-        let mut nearest: HashMap<EntryKey, (u32, View, Transform)> = HashMap::new();
+        let mut nearest: HashMap<EntryKey, (u32, View, Transform, Option<u8>)> = HashMap::new();
         let mut hits: Vec<IndexHit> = Vec::new();
-        for (query, view, transform) in queries {
-            let algorithm = query.algorithm();
+        for query in queries {
+            let algorithm = query.hash.algorithm();
             let Some(radius) = banks.values().map(|b| b.settings.thresholds.get(algorithm)).max() else {
                 break;
             };
             hits.clear();
-            self.index.get(algorithm).search(query, radius, &mut hits);
+            self.index.get(algorithm).search(&query.hash, radius, &mut hits);
             for hit in &hits {
                 let Some(bank) = banks.get(&hit.key.bank) else {
                     continue;
@@ -686,7 +692,7 @@ impl Matcher {
                 if hit.distance > bank.settings.thresholds.get(algorithm) {
                     continue;
                 }
-                let found = (hit.distance, *view, *transform);
+                let found = (hit.distance, query.view, query.transform, query.quality);
                 let slot = nearest.entry(hit.key).or_insert(found);
                 if found < *slot {
                     *slot = found;
@@ -701,7 +707,7 @@ impl Matcher {
             let (Some(Entry { hash, meta }), Some(bank)) = (entry, banks.get(&key.bank)) else {
                 continue;
             };
-            let (distance, view, transform) = nearest[key];
+            let (distance, view, transform, quality) = nearest[key];
             let mut labels = bank.settings.labels.clone();
             for label in meta.labels {
                 if !labels.contains(&label) {
@@ -718,6 +724,7 @@ impl Matcher {
                 source: meta.source,
                 view,
                 transform,
+                low_quality: bank.settings.is_low_quality(hash.algorithm(), quality),
             });
         }
         let verdict = decide(&matches);
@@ -780,7 +787,13 @@ impl Matcher {
 }
 
 /// A hash to search for, and how it was made from the uploaded image.
-type Query = (HashValue, View, Transform);
+struct Query {
+    hash: HashValue,
+    view: View,
+    transform: Transform,
+    /// The PDQ quality of the picture it was computed from (unknown for given hashes).
+    quality: Option<u8>,
+}
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {

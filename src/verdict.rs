@@ -29,6 +29,9 @@ pub struct Match {
     pub view: View,
     /// … turned which way.
     pub transform: Transform,
+    /// The upload's PDQ quality is below the bank's minimum: flat pictures (a blank frame, a
+    /// plain background) sit near each other, so such a match deserves a second look.
+    pub low_quality: bool,
 }
 
 /// The strongest action among the matches (`block` > `review`), unless an allow bank matched
@@ -80,6 +83,7 @@ mod tests {
             source: String::new(),
             view: View::Whole,
             transform: Transform::Original,
+            low_quality: false,
         }
     }
 

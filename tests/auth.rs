@@ -90,6 +90,7 @@ async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
             hash: Some(check().hashes[0].clone()),
             ..Default::default()
         }],
+        ..Default::default()
     };
     banks
         .add_entries(with_key(tokio_stream::iter(vec![entries]), Some(ADMIN_KEY)))

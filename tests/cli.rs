@@ -105,8 +105,9 @@ async fn import_check_export_remove_against_a_server() {
     std::fs::write(
         &list,
         format!(
-            "hash,id,labels,source\n{BRIDGE_PDQ},bridge-1,violent;video,tat\nnot-hex,bad-1,,\n\n{},short,,\n",
-            &BRIDGE_PDQ[..40]
+            "hash,id,labels,source,quality\n{BRIDGE_PDQ},bridge-1,violent;video,tat,88\nnot-hex,bad-1,,\n\n{},short,,\n{},flat,,,12\n",
+            &BRIDGE_PDQ[..40],
+            "0f".repeat(32)
         ),
     )
     .unwrap();
@@ -117,9 +118,14 @@ async fn import_check_export_remove_against_a_server() {
         "{}",
         String::from_utf8_lossy(&imported.stderr)
     );
-    assert!(text.contains("1 added, 0 updated, 2 rejected"), "{text}");
+    assert!(text.contains("1 added, 0 updated, 3 rejected"), "{text}");
     assert!(text.contains("line 3:"), "{text}");
     assert!(text.contains("line 5:"), "{text}");
+    assert!(text.contains("line 6: pdq quality 12 is below"), "{text}");
+    assert!(
+        text.contains("1 of the rejected rows are PDQ hashes below"),
+        "{text}"
+    );
 
     let edited = path("pdq/bridge-mods/sharpen-a-lot.jpg");
     let unrelated = path("pdq/reg-test-input/labelme-subset/q2821.jpg");

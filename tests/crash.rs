@@ -170,6 +170,7 @@ async fn perform(banks: &mut BanksClient<Channel>, write: &Write) -> Result<(), 
                             ..Default::default()
                         })
                         .collect(),
+                    ..Default::default()
                 })
                 .collect();
             let response = banks

@@ -43,6 +43,7 @@ async fn acknowledged_entries_survive_kill_9() {
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         })
         .collect();
     let response = banks

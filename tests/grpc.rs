@@ -51,6 +51,7 @@ async fn load(
     let request = pb::AddEntriesRequest {
         bank: bank.into(),
         entries,
+        ..Default::default()
     };
     banks
         .add_entries(tokio_stream::iter(vec![request]))
@@ -76,6 +77,7 @@ async fn bank_lifecycle_and_errors() {
         .unwrap()
         .into_inner();
     assert_eq!(created.thresholds.unwrap().pdq, Some(31));
+    assert_eq!(created.min_quality, Some(50));
     assert!(created.created_at.is_some());
     // A client that leaves `enabled` out gets a bank that matches, not a disabled one.
     let mut unstated = bank("UNSTATED", pb::Action::Review);
@@ -127,6 +129,7 @@ async fn bank_lifecycle_and_errors() {
             }),
             description: Some("test bank".into()),
             enabled: None,
+            min_quality: Some(70),
         })
         .await
         .unwrap()
@@ -136,6 +139,16 @@ async fn bank_lifecycle_and_errors() {
     assert_eq!(updated.thresholds.unwrap().phash, Some(8));
     assert_eq!(updated.labels, vec!["a", "b"]);
     assert_eq!(updated.enabled, Some(true));
+    assert_eq!(updated.min_quality, Some(70));
+    let impossible_quality = pb::UpdateBankRequest {
+        name: "TVEC".into(),
+        min_quality: Some(101),
+        ..Default::default()
+    };
+    assert_eq!(
+        banks.update_bank(impossible_quality).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
     let too_loose = pb::UpdateBankRequest {
         name: "TVEC".into(),
         thresholds: Some(pb::Thresholds {
@@ -208,6 +221,7 @@ async fn bulk_load_counts_added_updated_and_rejected_rows() {
                 entry("zz", "bad-hex"),
                 entry(&flipped(40), "b"),
             ],
+            ..Default::default()
         },
         pb::AddEntriesRequest {
             bank: String::new(),
@@ -226,6 +240,7 @@ async fn bulk_load_counts_added_updated_and_rejected_rows() {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         },
     ];
     let response = banks
@@ -258,6 +273,7 @@ async fn bulk_load_counts_added_updated_and_rejected_rows() {
     let unknown = vec![pb::AddEntriesRequest {
         bank: "NOPE".into(),
         entries: vec![entry(BRIDGE_PDQ, "")],
+        ..Default::default()
     }];
     assert_eq!(
         banks
@@ -270,6 +286,7 @@ async fn bulk_load_counts_added_updated_and_rejected_rows() {
     let nameless = vec![pb::AddEntriesRequest {
         bank: String::new(),
         entries: vec![entry(BRIDGE_PDQ, "")],
+        ..Default::default()
     }];
     assert_eq!(
         banks
@@ -348,6 +365,68 @@ async fn bulk_load_counts_added_updated_and_rejected_rows() {
         banks.remove_entries(bad).await.unwrap_err().code(),
         Code::InvalidArgument
     );
+}
+
+/// Rows whose PDQ quality is below the bank's minimum are rejected and counted unless the
+/// message forces them; rows of unknown quality, and other algorithms, pass.
+#[tokio::test]
+async fn bulk_load_refuses_low_quality_pdq_rows_unless_forced() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    let mut strict = bank("STRICT", pb::Action::Block);
+    strict.bank.as_mut().unwrap().min_quality = Some(60);
+    banks.create_bank(strict).await.unwrap();
+    let with_quality = |hex: &str, quality: u32| pb::Entry {
+        quality: Some(quality),
+        ..entry(hex, "")
+    };
+    let md5 = pb::Entry {
+        hash: Some(pb::HashValue {
+            algorithm: pb::Algorithm::Md5 as i32,
+            hex: "900150983cd24fb0d6963f7d28e17f72".into(),
+        }),
+        quality: Some(0),
+        ..Default::default()
+    };
+    let messages = vec![
+        pb::AddEntriesRequest {
+            bank: "STRICT".into(),
+            entries: vec![
+                with_quality(&flipped(1), 59),
+                with_quality(&flipped(2), 60),
+                entry(&flipped(3), "unknown quality"),
+                with_quality(&flipped(4), 101),
+                md5,
+            ],
+            ..Default::default()
+        },
+        pb::AddEntriesRequest {
+            entries: vec![with_quality(&flipped(5), 10)],
+            allow_low_quality: true,
+            ..Default::default()
+        },
+    ];
+    let response = banks
+        .add_entries(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (response.added, response.rejected, response.low_quality),
+        (4, 2, 1)
+    );
+    let reasons: Vec<(u64, &str)> = response
+        .rejections
+        .iter()
+        .map(|r| (r.index, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons[0].0, 0);
+    assert!(
+        reasons[0].1.contains("below the bank's minimum 60"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[1].0, 3);
+    assert!(reasons[1].1.contains("0 to 100"), "{reasons:?}");
 }
 
 #[tokio::test]

@@ -198,6 +198,7 @@ async fn set_up(channel: &Channel) {
         .add_entries(tokio_stream::iter([pb::AddEntriesRequest {
             bank: "TVEC".into(),
             entries: vec![entry],
+            ..Default::default()
         }]))
         .await
         .unwrap()
@@ -377,6 +378,7 @@ async fn oversize_messages_are_refused_and_the_server_carries_on() {
     let small = pb::AddEntriesRequest {
         bank: "TVEC".into(),
         entries: vec![],
+        ..Default::default()
     };
     let large = pb::AddEntriesRequest {
         bank: "TVEC".into(),
@@ -384,6 +386,7 @@ async fn oversize_messages_are_refused_and_the_server_carries_on() {
             note: "x".repeat(2 << 20),
             ..Default::default()
         }],
+        ..Default::default()
     };
     let status = banks
         .add_entries(tokio_stream::iter([small, large]))

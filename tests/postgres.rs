@@ -131,6 +131,7 @@ async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
         .add_entries(tokio_stream::iter([pb::AddEntriesRequest {
             bank: "TVEC".into(),
             entries,
+            ..Default::default()
         }]))
         .await
         .unwrap()
@@ -225,6 +226,7 @@ async fn add(
                 id: id.into(),
                 ..Default::default()
             }],
+            ..Default::default()
         }]))
         .await
         .unwrap()

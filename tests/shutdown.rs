@@ -50,6 +50,7 @@ fn entries(first: u32) -> pb::AddEntriesRequest {
                 ..Default::default()
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -83,6 +83,10 @@ pub struct SettingsArgs {
     /// Match this bank again.
     #[arg(long)]
     enable: bool,
+    /// PDQ quality (0-100) below which adding a hash needs --allow-low-quality, and a
+    /// check's match is marked low quality (default 50).
+    #[arg(long)]
+    min_quality: Option<u32>,
 }
 
 impl SettingsArgs {
@@ -143,6 +147,7 @@ pub async fn run(command: BankCommand) -> CliResult {
                 labels: settings.labels().unwrap_or_default(),
                 description: settings.description.clone().unwrap_or_default(),
                 enabled: Some(settings.enabled().unwrap_or(true)),
+                min_quality: settings.min_quality,
                 ..Default::default()
             };
             let created = server
@@ -189,6 +194,7 @@ pub async fn run(command: BankCommand) -> CliResult {
                 labels: settings.labels().map(|values| pb::Labels { values }),
                 description: settings.description.clone(),
                 enabled: settings.enabled(),
+                min_quality: settings.min_quality,
             };
             let bank = server
                 .banks()
@@ -227,7 +233,7 @@ fn print_bank(bank: &pb::Bank) {
     let action = pb::Action::try_from(bank.action).unwrap_or(pb::Action::Unspecified);
     let t = bank.thresholds.unwrap_or_default();
     println!(
-        "{}\t{}\t{}\tentries={}\tmatches={}\tthresholds=pdq:{},phash:{},dhash:{},ahash:{}\tlabels={}",
+        "{}\t{}\t{}\tentries={}\tmatches={}\tthresholds=pdq:{},phash:{},dhash:{},ahash:{}\tmin_quality={}\tlabels={}",
         bank.name,
         action.as_str_name().trim_start_matches("ACTION_").to_lowercase(),
         if bank.enabled.unwrap_or(true) {
@@ -241,6 +247,7 @@ fn print_bank(bank: &pb::Bank) {
         t.phash.unwrap_or_default(),
         t.dhash.unwrap_or_default(),
         t.ahash.unwrap_or_default(),
+        bank.min_quality.unwrap_or_default(),
         bank.labels.join(";"),
     );
 }

@@ -88,8 +88,9 @@ fn print_text(response: &pb::CheckResponse, path: &std::path::Path) {
             pb::Transform::Original | pb::Transform::Unspecified => String::new(),
             other => format!("\ttransform={}", other.as_str_name()),
         };
+        let low_quality = if found.low_quality { "\tlow_quality" } else { "" };
         println!(
-            "  match\tbank={}\tentry={}\t{}\tdistance={}\t{}\tlabels={}{transform}",
+            "  match\tbank={}\tentry={}\t{}\tdistance={}\t{}\tlabels={}{transform}{low_quality}",
             found.bank,
             found.entry_id,
             algorithm.as_str_name(),

@@ -30,8 +30,11 @@ pub struct ImportArgs {
     /// Algorithm of rows without an `algorithm` column (and of bare hex lists).
     #[arg(long = "algo", default_value = "pdq")]
     algorithm: Algorithm,
+    /// Store PDQ rows even when their `quality` is below the bank's minimum.
+    #[arg(long)]
+    allow_low_quality: bool,
     /// CSV with a header row and a `hash` column (optional `algorithm`, `id`, `labels` separated
-    /// by `;`, `source`, `note`), or bare hex hashes one per line; `-` reads stdin.
+    /// by `;`, `source`, `note`, `quality`), or bare hex hashes one per line; `-` reads stdin.
     file: PathBuf,
 }
 
@@ -66,12 +69,17 @@ struct ReadSummary {
 /// Reads and parses the list on its own thread (constant memory: batches go out as they fill)
 /// and returns the local rejections and the line map when the file ends.
 fn spawn_reader(
-    file: PathBuf,
-    algorithm: Algorithm,
-    bank: String,
+    args: &ImportArgs,
     tx: mpsc::Sender<pb::AddEntriesRequest>,
     progress: ProgressBar,
 ) -> std::thread::JoinHandle<Result<ReadSummary, String>> {
+    let (file, algorithm, bank) = (args.file.clone(), args.algorithm, args.bank.clone());
+    let allow_low_quality = args.allow_low_quality;
+    let message = move |bank: String, entries: Vec<pb::Entry>| pb::AddEntriesRequest {
+        bank,
+        entries,
+        allow_low_quality,
+    };
     std::thread::spawn(move || {
         let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
             Box::new(std::io::stdin())
@@ -103,6 +111,7 @@ fn spawn_reader(
                         source: row.entry.meta.source,
                         note: row.entry.meta.note,
                         added_at: None,
+                        quality: row.entry.quality.map(u32::from),
                     });
                 }
                 Err(rejection) => {
@@ -114,19 +123,13 @@ fn spawn_reader(
             }
             if batch.len() >= IMPORT_BATCH {
                 let entries = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
-                if tx
-                    .blocking_send(pb::AddEntriesRequest {
-                        bank: bank.clone(),
-                        entries,
-                    })
-                    .is_err()
-                {
+                if tx.blocking_send(message(bank.clone(), entries)).is_err() {
                     return Err("the server stopped reading the upload".into());
                 }
             }
         }
         // Always send a last message, so even an empty list names its bank.
-        let _ = tx.blocking_send(pb::AddEntriesRequest { bank, entries: batch });
+        let _ = tx.blocking_send(message(bank, batch));
         Ok(summary)
     })
 }
@@ -147,13 +150,7 @@ pub async fn import(args: ImportArgs) -> CliResult {
     );
     progress.enable_steady_tick(std::time::Duration::from_millis(200));
     let (tx, rx) = mpsc::channel(4);
-    let reader = spawn_reader(
-        args.file.clone(),
-        args.algorithm,
-        args.bank.clone(),
-        tx,
-        progress.clone(),
-    );
+    let reader = spawn_reader(&args, tx, progress.clone());
     let response = client.add_entries(ReceiverStream::new(rx)).await;
     let summary = reader
         .join()
@@ -182,6 +179,12 @@ pub async fn import(args: ImportArgs) -> CliResult {
         response.updated,
         rejected
     );
+    if response.low_quality > 0 {
+        println!(
+            "  {} of the rejected rows are PDQ hashes below the bank's minimum quality (--allow-low-quality stores them)",
+            response.low_quality
+        );
+    }
     for (line, reason) in rejections.iter().take(PRINTED_REJECTIONS) {
         println!("  line {line}: {reason}");
     }
@@ -213,7 +216,7 @@ pub struct AddArgs {
     /// Algorithms to store (comma-separated); default PDQ, MD5 and SHA-256.
     #[arg(long = "algo")]
     algorithms: Option<String>,
-    /// Store PDQ hashes even below the server's minimum quality.
+    /// Store PDQ hashes even below the bank's minimum quality.
     #[arg(long)]
     allow_low_quality: bool,
     /// Also store the PDQ of the picture inside each image's margins (see `check --trim`).

@@ -74,9 +74,6 @@ pub struct ServeArgs {
     /// case a notification was lost (they are applied at once when one arrives).
     #[arg(long, env = "HASHSIEVE_FEED_POLL", value_parser = parse_duration, default_value = "500ms")]
     feed_poll: std::time::Duration,
-    /// Lowest PDQ quality `AddImage` stores without `allow_low_quality`.
-    #[arg(long, env = "HASHSIEVE_MIN_ADD_QUALITY", default_value_t = 50)]
-    min_add_quality: u8,
 }
 
 /// Fixes glibc's mmap threshold at 1 MiB, so every large allocation (the index's tables, a
@@ -104,7 +101,6 @@ pub fn run(args: ServeArgs) -> CliResult {
     let mut config = MatcherConfig::new(&args.data_dir);
     config.decode_limits.max_input_bytes = args.max_image_bytes;
     config.decode_limits.max_pixels = args.max_image_pixels;
-    config.min_add_quality = args.min_add_quality;
     config.store_cache_bytes = args.store_cache_mb << 20;
     config.postgres_url = args.store.clone();
     let store = match &args.store {

@@ -7,7 +7,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Caller, Core, convert, status};
-use crate::bank::{BankName, NewEntry};
+use crate::bank::{BankName, BankSettings, NewEntry};
+use crate::error::Error;
 use crate::matcher::{AddOutcome, ImageEntry, RECENT_MATCHES, now_ms};
 use crate::proto as pb;
 
@@ -139,7 +140,8 @@ impl pb::banks_server::Banks for BanksService {
     ) -> Result<Response<pb::AddEntriesResponse>, Status> {
         let caller = Caller::of(&request);
         let mut stream = request.into_inner();
-        let mut bank: Option<BankName> = None;
+        // The bank, and its settings as the stream started: they hold its quality gate.
+        let mut bank: Option<(BankName, BankSettings)> = None;
         let mut response = pb::AddEntriesResponse::default();
         let mut batch: Vec<NewEntry> = Vec::new();
         // At most one batch commits while the next is received; batches commit in order.
@@ -149,7 +151,7 @@ impl pb::banks_server::Banks for BanksService {
             if !message.bank.is_empty() {
                 let named = convert::bank_name(&message.bank)?;
                 match &bank {
-                    Some(current) if *current != named => {
+                    Some((current, _)) if *current != named => {
                         return Err(Status::invalid_argument(format!(
                             "one stream loads one bank: got {named} after {current}"
                         )));
@@ -157,20 +159,29 @@ impl pb::banks_server::Banks for BanksService {
                     Some(_) => {}
                     None => {
                         // Fail fast on an unknown bank instead of after the whole upload.
-                        self.core.matcher.bank(&named)?;
-                        bank = Some(named);
+                        let settings = self.core.matcher.bank(&named)?.bank.settings;
+                        bank = Some((named, settings));
                     }
                 }
             }
-            let Some(current) = &bank else {
+            let Some((current, settings)) = &bank else {
                 return Err(Status::invalid_argument("the first message must name the bank"));
             };
             let now = now_ms();
             for entry in &message.entries {
-                match convert::new_entry(entry, now) {
+                let admitted = convert::new_entry(entry, now).and_then(|valid| {
+                    if !message.allow_low_quality {
+                        settings.admits(valid.hash.algorithm(), valid.quality)?;
+                    }
+                    Ok(valid)
+                });
+                match admitted {
                     Ok(valid) => batch.push(valid),
                     Err(error) => {
                         response.rejected += 1;
+                        if matches!(error, Error::LowQuality(_)) {
+                            response.low_quality += 1;
+                        }
                         if response.rejections.len() < MAX_LISTED_REJECTIONS {
                             response.rejections.push(pb::Rejection {
                                 index: position,
@@ -191,7 +202,7 @@ impl pb::banks_server::Banks for BanksService {
         if let Some(previous) = committing.take() {
             absorb(&mut response, previous).await?;
         }
-        let Some(current) = &bank else {
+        let Some((current, _)) = &bank else {
             return Err(Status::invalid_argument("the stream named no bank"));
         };
         // The last commit is durable, and makes every earlier batch durable with it.
@@ -202,6 +213,7 @@ impl pb::banks_server::Banks for BanksService {
             added = response.added,
             updated = response.updated,
             rejected = response.rejected,
+            low_quality = response.low_quality,
             "entries loaded"
         );
         Ok(Response::new(response))

@@ -3,7 +3,10 @@
 
 use pbjson_types::Timestamp;
 
-use crate::bank::{Action, BankName, BankSettings, BankUpdate, Entry, NewEntry, Thresholds, ThresholdsPatch};
+use crate::bank::{
+    Action, BankName, BankSettings, BankUpdate, DEFAULT_MIN_QUALITY, Entry, NewEntry, Thresholds,
+    ThresholdsPatch, quality,
+};
 use crate::error::Error;
 use crate::hash::{Algorithm, ComputedHash, HashValue, Transform, View};
 use crate::matcher::{BankView, CheckOutcome, RecentMatch};
@@ -103,6 +106,11 @@ pub fn new_bank(bank: Option<&pb::Bank>) -> Result<(BankName, BankSettings), Err
         labels: bank.labels.clone(),
         description: bank.description.clone(),
         enabled: bank.enabled.unwrap_or(true),
+        min_quality: bank
+            .min_quality
+            .map(|q| quality("min_quality", q))
+            .transpose()?
+            .unwrap_or(DEFAULT_MIN_QUALITY),
     };
     Ok((bank_name(&bank.name)?, settings))
 }
@@ -114,6 +122,10 @@ pub fn bank_update(request: &pb::UpdateBankRequest) -> Result<BankUpdate, Error>
         labels: request.labels.as_ref().map(|l| l.values.clone()),
         description: request.description.clone(),
         enabled: request.enabled,
+        min_quality: request
+            .min_quality
+            .map(|q| quality("min_quality", q))
+            .transpose()?,
     })
 }
 
@@ -139,6 +151,7 @@ pub fn bank_to_pb(view: &BankView) -> pb::Bank {
         labels: settings.labels.clone(),
         description: settings.description.clone(),
         enabled: Some(settings.enabled),
+        min_quality: Some(u32::from(settings.min_quality)),
         created_at: Some(timestamp(view.bank.created_at_ms)),
         entry_count: view.entry_count,
         match_count: view.match_count,
@@ -152,6 +165,7 @@ pub fn new_entry(entry: &pb::Entry, now_ms: i64) -> Result<NewEntry, Error> {
         .hash
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("entry hash is required".into()))?;
+    let quality = entry.quality.map(|q| quality("quality", q)).transpose()?;
     Ok(NewEntry::new(
         hash_value(hash)?,
         &entry.id,
@@ -159,7 +173,8 @@ pub fn new_entry(entry: &pb::Entry, now_ms: i64) -> Result<NewEntry, Error> {
         &entry.source,
         &entry.note,
         now_ms,
-    )?)
+    )?
+    .with_quality(quality))
 }
 
 pub fn entry_to_pb(entry: &Entry) -> pb::Entry {
@@ -170,6 +185,7 @@ pub fn entry_to_pb(entry: &Entry) -> pb::Entry {
         source: entry.meta.source.clone(),
         note: entry.meta.note.clone(),
         added_at: Some(timestamp(entry.meta.added_at_ms)),
+        quality: None,
     }
 }
 
@@ -201,6 +217,7 @@ fn match_to_pb(found: &Match) -> pb::Match {
             View::Whole => pb::View::Whole,
             View::Trimmed => pb::View::Trimmed,
         } as i32,
+        low_quality: found.low_quality,
     }
 }
 

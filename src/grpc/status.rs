@@ -13,7 +13,7 @@ impl From<Error> for Status {
             Error::Invalid(_) | Error::BadHash(_) | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Decode(decode) if decode.is_limit() => Code::ResourceExhausted,
             Error::Decode(_) => Code::InvalidArgument,
-            Error::LowQuality { .. } => Code::FailedPrecondition,
+            Error::LowQuality(_) => Code::FailedPrecondition,
             Error::Store(store) if store.is_unavailable() => {
                 tracing::warn!(error = %store, "store unavailable");
                 return Status::unavailable("the store is unavailable for now; retry with backoff");

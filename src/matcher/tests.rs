@@ -8,6 +8,7 @@ fn settings(action: Action) -> BankSettings {
         labels: vec!["bank-label".into()],
         description: String::new(),
         enabled: true,
+        min_quality: 50,
     }
 }
 
@@ -424,4 +425,64 @@ fn derived_pictures_catch_crops_and_mirrors() {
             "{banks:?}"
         );
     }
+}
+
+/// A flat picture (quality far below 50) is refused unless forced; once stored, its matches are
+/// marked low quality while the bank's minimum is above the upload's quality.
+#[test]
+fn the_quality_gate_refuses_flat_pictures_unless_forced_and_marks_their_matches() {
+    let mut flat = image::RgbImage::from_pixel(300, 200, image::Rgb([90, 90, 90]));
+    for (x, _, pixel) in flat.enumerate_pixels_mut() {
+        pixel.0[0] = 90 + (x / 100) as u8;
+    }
+    let mut bytes = Vec::new();
+    flat.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    let bank = name("TVEC");
+    matcher
+        .create_bank(bank.clone(), settings(Action::Block))
+        .unwrap();
+    let entry = ImageEntry {
+        algorithms: vec![Algorithm::Pdq],
+        ..ImageEntry::default()
+    };
+    let Err(Error::LowQuality(refused)) = matcher.add_image(&bank, &bytes, &entry) else {
+        panic!("a flat picture was added without allow_low_quality");
+    };
+    assert!(refused.quality < 50 && refused.minimum == 50, "{refused:?}");
+    assert_eq!(matcher.bank(&bank).unwrap().entry_count, 0);
+
+    let forced = ImageEntry {
+        allow_low_quality: true,
+        ..entry
+    };
+    let (_, added) = matcher.add_image(&bank, &bytes, &forced).unwrap();
+    assert_eq!(added.added, 1);
+    let check = ImageCheck {
+        algorithms: vec![Algorithm::Pdq],
+        ..ImageCheck::default()
+    };
+    let outcome = matcher.check_image(&bytes, &check).unwrap();
+    assert_eq!(outcome.matches.len(), 1);
+    assert!(outcome.matches[0].low_quality);
+    // The mark does not change the verdict.
+    assert_eq!(outcome.verdict, Verdict::Block);
+    // A check of given hashes does not know their quality.
+    let given = matcher.check_hashes(&[outcome.hashes[0].value], &[]).unwrap();
+    assert!(!given.matches[0].low_quality);
+    // The mark follows the bank's minimum.
+    matcher
+        .update_bank(
+            &bank,
+            &BankUpdate {
+                min_quality: Some(0),
+                ..BankUpdate::default()
+            },
+        )
+        .unwrap();
+    let outcome = matcher.check_image(&bytes, &check).unwrap();
+    assert!(!outcome.matches[0].low_quality);
 }

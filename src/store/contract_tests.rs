@@ -100,6 +100,7 @@ fn settings() -> BankSettings {
         labels: vec!["tvec".into()],
         description: String::new(),
         enabled: true,
+        min_quality: 40,
     }
 }
 

@@ -235,6 +235,7 @@ fn add_request(workload: &Workload, hash: &pb::HashValue, id: &str) -> pb::AddEn
             source: "hashsieve loadtest".into(),
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

@@ -1,18 +1,23 @@
-//! Migration of a version 1 store (entries keyed by bank ‖ algorithm ‖ hash, with an
-//! `entry_ids` table) to the current layout.
+//! Migrations of older stores to the current layout, one version at a time.
 //!
-//! Entries are copied in batches, each committed without fsync; the last transaction drops the
-//! old tables, sets the version and is durable. A migration cut short leaves the version at 1
-//! and is started again from scratch on the next open.
+//! Version 1 to 2: entries keyed by bank ‖ algorithm ‖ hash, with an `entry_ids` table, become
+//! entries keyed by (bank, sequence number). Entries are copied in batches, each committed
+//! without fsync; the last transaction drops the old tables, sets the version and is durable.
+//! A migration cut short leaves the version at 1 and is started again from scratch on the next
+//! open.
+//!
+//! Version 2 to 3: banks gain a minimum PDQ quality (the default, 50). One transaction.
 
 use redb::{Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{ENTRIES, META, META_NEXT_SEQ, META_SCHEMA_VERSION, SCHEMA_VERSION, StoreError, read_u32};
-use crate::bank::{BankId, EntryMeta};
+use serde::{Deserialize, Serialize};
+
+use super::{BANKS, ENTRIES, META, META_NEXT_SEQ, META_SCHEMA_VERSION, StoreError, read_u32};
+use crate::bank::{Action, Bank, BankId, BankName, BankSettings, DEFAULT_MIN_QUALITY, EntryMeta, Thresholds};
 use crate::hash::{Algorithm, HashValue};
 
-/// The one version this build migrates from.
-pub(super) const FROM_VERSION: u32 = 1;
+/// The oldest version this build migrates from.
+pub(super) const OLDEST_VERSION: u32 = 1;
 
 const V1_ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 const V1_ENTRY_IDS: MultimapTableDefinition<&[u8], &[u8]> = MultimapTableDefinition::new("entry_ids");
@@ -63,10 +68,60 @@ pub(super) fn from_v1(db: &Database) -> Result<(), StoreError> {
     {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_NEXT_SEQ, seq.to_be_bytes().as_slice())?;
-        meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+        meta.insert(META_SCHEMA_VERSION, 2u32.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
-    tracing::info!(entries = seq, "store migrated to schema version {SCHEMA_VERSION}");
+    tracing::info!(entries = seq, "store migrated to schema version 2");
+    Ok(())
+}
+
+/// A bank as versions 1 and 2 stored it (postcard is positional: the layout is the type).
+#[derive(Serialize, Deserialize)]
+pub(super) struct BankV2 {
+    pub id: BankId,
+    pub name: BankName,
+    pub action: Action,
+    pub thresholds: Thresholds,
+    pub labels: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub created_at_ms: i64,
+}
+
+pub(super) fn from_v2(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    let mut migrated = 0;
+    {
+        let mut banks = txn.open_table(BANKS)?;
+        let old: Vec<(u32, BankV2)> = banks
+            .iter()?
+            .map(|row| {
+                let (id, bytes) = row?;
+                Ok((id.value(), super::decode::<BankV2>(bytes.value(), "banks")?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (id, bank) in old {
+            let bank = Bank {
+                id: bank.id,
+                name: bank.name,
+                settings: BankSettings {
+                    action: bank.action,
+                    thresholds: bank.thresholds,
+                    labels: bank.labels,
+                    description: bank.description,
+                    enabled: bank.enabled,
+                    min_quality: DEFAULT_MIN_QUALITY,
+                },
+                created_at_ms: bank.created_at_ms,
+            };
+            banks.insert(id, super::encode(&bank).as_slice())?;
+            migrated += 1;
+        }
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_SCHEMA_VERSION, 3u32.to_be_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    tracing::info!(banks = migrated, "store migrated to schema version 3");
     Ok(())
 }
 

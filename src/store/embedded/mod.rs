@@ -35,9 +35,10 @@ use crate::hash::{Algorithm, HashValue, imghash};
 
 mod migrate;
 
-/// Bumped on any change to the layout above. Version 1 (entries keyed by hash, with an id
-/// table) is migrated on open; any other version is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Bumped on any change to the layout above. Older versions are migrated on open (1: entries
+/// keyed by hash, with an id table; 2: banks without a minimum quality); any other version is
+/// refused.
+pub const SCHEMA_VERSION: u32 = 3;
 /// File name inside the data directory.
 pub const DATABASE_FILE: &str = "hashsieve.redb";
 
@@ -116,7 +117,7 @@ impl EmbeddedStore {
                     meta.insert(META_NEXT_BANK_ID, 1u32.to_be_bytes().as_slice())?;
                     meta.insert(META_NEXT_SEQ, 0u64.to_be_bytes().as_slice())?;
                 }
-                Some(found) if found != SCHEMA_VERSION && found != migrate::FROM_VERSION => {
+                Some(found) if !(migrate::OLDEST_VERSION..=SCHEMA_VERSION).contains(&found) => {
                     return Err(StoreError::SchemaVersion {
                         found,
                         expected: SCHEMA_VERSION,
@@ -142,8 +143,11 @@ impl EmbeddedStore {
             version
         };
         txn.commit()?;
-        if version == Some(migrate::FROM_VERSION) {
+        if version == Some(1) {
             migrate::from_v1(&self.db)?;
+        }
+        if version.is_some_and(|v| v <= 2) {
+            migrate::from_v2(&self.db)?;
         }
         Ok(())
     }

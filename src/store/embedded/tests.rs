@@ -1,5 +1,5 @@
 use super::*;
-use crate::bank::{Action, Thresholds};
+use crate::bank::{Action, DEFAULT_MIN_QUALITY, Thresholds};
 
 fn settings() -> BankSettings {
     BankSettings {
@@ -8,6 +8,7 @@ fn settings() -> BankSettings {
         labels: vec!["tvec".into()],
         description: String::new(),
         enabled: true,
+        min_quality: 50,
     }
 }
 
@@ -95,9 +96,19 @@ fn a_version_1_store_is_migrated_on_open() {
                 .unwrap();
             meta.insert(META_NEXT_BANK_ID, 4u32.to_be_bytes().as_slice())
                 .unwrap();
+            let old_bank = migrate::BankV2 {
+                id: bank.id,
+                name: bank.name.clone(),
+                action: bank.settings.action,
+                thresholds: bank.settings.thresholds,
+                labels: bank.settings.labels.clone(),
+                description: bank.settings.description.clone(),
+                enabled: bank.settings.enabled,
+                created_at_ms: bank.created_at_ms,
+            };
             txn.open_table(BANKS)
                 .unwrap()
-                .insert(3, encode(&bank).as_slice())
+                .insert(3, encode(&old_bank).as_slice())
                 .unwrap();
             txn.open_table(COUNTS).unwrap().insert(3, 2).unwrap();
             let mut old = txn.open_table(v1::ENTRIES).unwrap();
@@ -112,6 +123,8 @@ fn a_version_1_store_is_migrated_on_open() {
         txn.commit().unwrap();
     }
     let store = EmbeddedStore::open(dir.path()).unwrap();
+    // Banks of versions 1 and 2 take the default minimum quality.
+    assert_eq!(bank.settings.min_quality, DEFAULT_MIN_QUALITY);
     assert_eq!(store.load_banks().unwrap(), vec![(bank.clone(), 2)]);
     // Version 1 kept entries in hash order.
     let migrated = all_entries(&store, bank.id);
