@@ -66,7 +66,7 @@ MODES = [
     },
     {
         "name": "trim",
-        "about": "dihedral, plus the picture inside its margins (borders, bars, caption bands), "
+        "about": "dihedral, plus the picture inside its margins (borders, bars, caption bands) and the largest picture of a page (screenshots), "
                  "against originals added with their trimmed picture's PDQ too",
         "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},

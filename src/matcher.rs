@@ -502,10 +502,9 @@ impl Matcher {
         // ... while the trimmed and derived pictures' hashes are extras: those too flat to
         // trust are left out.
         let extras: Vec<ComputedHash> = hashes
-            .pdq_trimmed
-            .as_ref()
-            .map(|trimmed| trimmed.hash)
-            .into_iter()
+            .pdq_views
+            .iter()
+            .map(|found| found.hash)
             .chain(hashes.pdq_derived.iter().copied())
             .filter(|hash| admit(hash).is_ok())
             .collect();
@@ -642,8 +641,8 @@ impl Matcher {
                 _ => add(View::Whole, computed, &None),
             }
         }
-        if let Some(trimmed) = &image_hashes.pdq_trimmed {
-            add(View::Trimmed, &trimmed.hash, &trimmed.dihedral);
+        for found in &image_hashes.pdq_views {
+            add(found.view, &found.hash, &found.dihedral);
         }
         self.check(&queries, &banks, image_hashes.hashes)
     }

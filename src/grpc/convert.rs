@@ -216,6 +216,7 @@ fn match_to_pb(found: &Match) -> pb::Match {
         view: match found.view {
             View::Whole => pb::View::Whole,
             View::Trimmed => pb::View::Trimmed,
+            View::Picture => pb::View::Picture,
         } as i32,
         low_quality: found.low_quality,
     }

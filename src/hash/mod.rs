@@ -8,6 +8,7 @@ pub mod derive;
 pub mod digest;
 pub mod imghash;
 pub mod pdq;
+pub mod region;
 pub mod trim;
 
 use std::fmt;
@@ -268,6 +269,8 @@ pub enum View {
     Whole,
     /// The picture inside its margins (borders, bars, caption bands), see [`trim`].
     Trimmed,
+    /// The largest picture in a page (a screenshot, with text beside it), see [`region`].
+    Picture,
 }
 
 /// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
@@ -311,8 +314,9 @@ pub struct ImageHashes {
     pub hashes: Vec<ComputedHash>,
     /// PDQ's 8 dihedral variants in [`Transform::DIHEDRAL_ORDER`], when asked for.
     pub pdq_dihedral: Option<[HashValue; 8]>,
-    /// PDQ of the picture inside the image's margins, when asked for and there are margins.
-    pub pdq_trimmed: Option<TrimmedPdq>,
+    /// PDQ of the pictures found inside the image (inside its margins, the largest picture of
+    /// a page), when asked for and found; at most one per view, never two of one area.
+    pub pdq_views: Vec<ViewPdq>,
     /// PDQ of each picture derived from the image (see [`DerivedPictures`]), when asked for.
     pub pdq_derived: Vec<ComputedHash>,
     /// Pixel size, when the image was decoded (it is not for MD5/SHA-256 alone).
@@ -325,9 +329,10 @@ impl ImageHashes {
     }
 }
 
-/// PDQ of the picture found inside an image's margins.
+/// PDQ of a picture found inside an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrimmedPdq {
+pub struct ViewPdq {
+    pub view: View,
     pub area: trim::ContentBox,
     pub hash: ComputedHash,
     /// Its dihedral variants, when those were asked for.
@@ -340,8 +345,8 @@ pub struct HashOptions {
     pub algorithms: Vec<Algorithm>,
     /// Also compute PDQ's dihedral variants (only when PDQ is among the algorithms).
     pub pdq_dihedral: bool,
-    /// Also hash, with PDQ, the picture inside the image's margins if it has any (only when
-    /// PDQ is among the algorithms).
+    /// Also hash, with PDQ, the pictures inside the image: inside its margins if it has any,
+    /// and the largest picture if it is a page (only when PDQ is among the algorithms).
     pub pdq_trimmed: bool,
     /// Also hash, with PDQ, these pictures derived from the image (only when PDQ is among the
     /// algorithms).
@@ -378,7 +383,7 @@ pub fn hash_image(
     };
     let mut hashes = Vec::with_capacity(algorithms.len());
     let mut pdq_dihedral = None;
-    let mut pdq_trimmed = None;
+    let mut pdq_views = Vec::new();
     let mut pdq_derived = Vec::new();
     for algorithm in algorithms {
         let computed = match (&decoded, algorithm) {
@@ -389,13 +394,8 @@ pub fn hash_image(
                 let (computed, dihedral) =
                     pdq_hashes(image.rgb.as_raw(), width, height, options.pdq_dihedral);
                 pdq_dihedral = dihedral;
-                if options.pdq_trimmed
-                    && let Some(area) = trim::content_box(image.rgb.as_raw(), width, height)
-                {
-                    let picture = trim::crop(image.rgb.as_raw(), width, area);
-                    let (hash, dihedral) =
-                        pdq_hashes(&picture, area.width(), area.height(), options.pdq_dihedral);
-                    pdq_trimmed = Some(TrimmedPdq { area, hash, dihedral });
+                if options.pdq_trimmed {
+                    pdq_views = view_pdq(image.rgb.as_raw(), width, height, options.pdq_dihedral);
                 }
                 pdq_derived = derived_pdq(image.rgb.as_raw(), width, height, options.pdq_derived);
                 computed
@@ -412,12 +412,43 @@ pub fn hash_image(
     Ok(ImageHashes {
         hashes,
         pdq_dihedral,
-        pdq_trimmed,
+        pdq_views,
         pdq_derived,
         dimensions: decoded
             .as_ref()
             .map(|image| (image.rgb.width(), image.rgb.height())),
     })
+}
+
+/// PDQ of the pictures found inside packed RGB8 pixels: inside the margins, and the largest
+/// picture of a page where that is another area (one within 2% of the trimmed one on every
+/// edge would hash alike, and is not worth a second PDQ).
+fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<ViewPdq> {
+    let trimmed = trim::content_box(rgb, width, height);
+    let near = |a: usize, b: usize, extent: usize| a.abs_diff(b) * 50 <= extent;
+    let same_as_trimmed = |area: &trim::ContentBox| {
+        trimmed.is_some_and(|t| {
+            near(t.left, area.left, width)
+                && near(t.right, area.right, width)
+                && near(t.top, area.top, height)
+                && near(t.bottom, area.bottom, height)
+        })
+    };
+    let picture = region::picture_box(rgb, width, height).filter(|area| !same_as_trimmed(area));
+    [(View::Trimmed, trimmed), (View::Picture, picture)]
+        .into_iter()
+        .filter_map(|(view, area)| {
+            let area = area?;
+            let pixels = trim::crop(rgb, width, area);
+            let (hash, dihedral) = pdq_hashes(&pixels, area.width(), area.height(), dihedral);
+            Some(ViewPdq {
+                view,
+                area,
+                hash,
+                dihedral,
+            })
+        })
+        .collect()
 }
 
 /// PDQ of each picture `wanted` of packed RGB8 pixels.
