@@ -486,3 +486,63 @@ fn the_quality_gate_refuses_flat_pictures_unless_forced_and_marks_their_matches(
     let outcome = matcher.check_image(&bytes, &check).unwrap();
     assert!(!outcome.matches[0].low_quality);
 }
+
+/// A screenshot of a page showing a flagged photo beside lines of text matches through the
+/// picture found in the page, with `trim`, and not without.
+#[test]
+fn a_screenshot_of_a_page_matches_through_its_picture() {
+    let photo_bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg"),
+    )
+    .unwrap();
+    let photo = image::load_from_memory(&photo_bytes).unwrap().to_rgb8();
+    let photo = image::imageops::resize(&photo, 640, 402, image::imageops::FilterType::Triangle);
+    let mut page = image::RgbImage::from_pixel(1200, 700, image::Rgb([250, 250, 250]));
+    image::imageops::replace(&mut page, &photo, 40, 150);
+    let grey = image::Rgb([120, 120, 120]);
+    for i in 0..14u32 {
+        for y in 160 + 30 * i..172 + 30 * i {
+            for x in 720..720 + 420 - 17 * i {
+                page.put_pixel(x, y, grey);
+            }
+        }
+    }
+    for y in 0..50 {
+        for x in 0..1200 {
+            page.put_pixel(x, y, image::Rgb([220, 222, 226]));
+        }
+    }
+    let mut screenshot = Vec::new();
+    page.write_to(
+        &mut std::io::Cursor::new(&mut screenshot),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("TVEC"), settings(Action::Block))
+        .unwrap();
+    let entry = ImageEntry {
+        algorithms: vec![Algorithm::Pdq],
+        ..ImageEntry::default()
+    };
+    matcher.add_image(&name("TVEC"), &photo_bytes, &entry).unwrap();
+    let check = |trim: bool| {
+        matcher
+            .check_image(
+                &screenshot,
+                &ImageCheck {
+                    algorithms: vec![Algorithm::Pdq],
+                    trim,
+                    ..ImageCheck::default()
+                },
+            )
+            .unwrap()
+    };
+    assert!(check(false).matches.is_empty());
+    let outcome = check(true);
+    assert_eq!(outcome.verdict, Verdict::Block);
+    assert_eq!(outcome.matches[0].view, View::Picture);
+}
