@@ -9,8 +9,11 @@ Sources, in this order (each loaded as 8-bit RGB; grey photos stacked to 3 chann
 - this repository's testdata: the bridge photo (testdata/pdq/bridge-mods/aaa-orig.jpg), the
   LabelMe photos (testdata/pdq/reg-test-input/labelme-subset/q*.jpg) and
   testdata/pdq/misc-images/small.jpg.
+Distractors (`load_distractors`): the sample images of Debian's opencv-doc package.
 """
+import glob
 import os
+import subprocess
 
 import numpy as np
 from PIL import Image
@@ -55,6 +58,51 @@ def load_photos():
         name = "testdata-" + os.path.splitext(os.path.basename(path))[0]
         photos.append((name, _rgb(Image.open(os.path.join(REPO, path)).convert("RGB"))))
     return photos
+
+
+OPENCV_SAMPLES = "/usr/share/doc/opencv-doc/examples/data"
+CACHE = os.path.join(REPO, "bench", ".cache")
+
+
+def opencv_samples_dir():
+    """The sample images of Debian's opencv-doc: installed, or fetched with `apt-get download`
+    and unpacked into bench/.cache (about 96 MB, once). None when neither works."""
+    if os.path.isdir(OPENCV_SAMPLES):
+        return OPENCV_SAMPLES
+    unpacked = os.path.join(CACHE, "opencv-doc")
+    local = os.path.join(unpacked, OPENCV_SAMPLES.lstrip("/"))
+    if os.path.isdir(local):
+        return local
+    os.makedirs(CACHE, exist_ok=True)
+    try:
+        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=CACHE, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        package = sorted(glob.glob(os.path.join(CACHE, "opencv-doc_*.deb")))[-1]
+        subprocess.run(["dpkg-deb", "-x", package, unpacked], check=True)
+        os.remove(package)
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return None
+    return local if os.path.isdir(local) else None
+
+
+def load_distractors(min_side=128):
+    """[(name, HxWx3 uint8 array)]: unrelated images that are stored but never edited, to
+    give false matches more chances: the JPEG and PNG samples of Debian's opencv-doc (photos,
+    and some drawings and test charts) with both sides at least `min_side`."""
+    folder = opencv_samples_dir()
+    if folder is None:
+        return []
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "*"))):
+        if not path.lower().endswith((".jpg", ".jpeg", ".png")):
+            continue
+        try:
+            image = Image.open(path).convert("RGB")
+        except OSError:
+            continue
+        if min(image.size) >= min_side:
+            out.append(("opencv-" + os.path.splitext(os.path.basename(path))[0], _rgb(image)))
+    return out
 
 
 def tiles(photos, side):

@@ -745,6 +745,22 @@ def run(args):
     names = [p["name"] for p in photos]
     ref_originals = np.stack([p["ref"] for p in photos])  # photos x 256
 
+    # Distractors: stored like the originals, never edited or checked, so that every copy
+    # has more unrelated images to match by mistake. Those too flat, and any that is one of
+    # the photos (within the threshold of its PDQ), are left out.
+    distractors = []
+    if not args.no_distractors:
+        progress("loading distractors")
+        for name, pixels in photo_sources.load_distractors():
+            data, _, _ = make_copy(ORIGINAL, name, pixels, args.seed)
+            hashes, quality = reference_hashes(data)
+            nearest = int((hashes[0][None, :] != ref_originals).sum(axis=1).min())
+            if quality >= MIN_QUALITY and nearest > PDQ_THRESHOLD:
+                distractors.append({"name": name, "png": data, "ref": hashes[0]})
+    # What a copy may match by mistake, for the reference too: the photos, then the distractors.
+    candidates = names + [d["name"] for d in distractors]
+    ref_candidates = np.concatenate([ref_originals] + [d["ref"][None, :] for d in distractors])
+
     with tempfile.TemporaryDirectory(prefix="hashsieve-robustness-") as workdir:
         stubs = load_stubs(workdir)
         server = Server(args.binary, workdir)
@@ -760,7 +776,7 @@ def run(args):
                     client.create_bank(banks[key], mode["bank"]["thresholds"])
                     options = {k: v for k, v in mode["bank"].items() if k in ADD_OPTIONS}
                     expected = 0
-                    for photo in photos:
+                    for photo in photos + distractors:
                         response = client.add_image(banks[key], photo["name"], photo["png"],
                                                     mode["bank"]["algorithms"], options)
                         expected += response.added
@@ -774,7 +790,8 @@ def run(args):
                     count = client.entry_count(banks[key])
                     if count != expected:
                         raise Failure(f"{banks[key]} holds {count} entries, expected {expected}")
-            progress(f"loaded {len(photos)} originals into {len(banks)} bank(s)")
+            progress(f"loaded {len(photos)} originals and {len(distractors)} distractors "
+                     f"into {len(banks)} bank(s)")
 
             cases = []
             latencies = {m["name"]: [] for m in modes}
@@ -794,12 +811,12 @@ def run(args):
                         hashes, quality = reference_hashes(data)
                     except Exception as error:  # noqa: BLE001 - any decode error is fatal here
                         raise Failure(f"Pillow cannot decode {edit.name} of {photo['name']}: {error}")
-                    distances = (hashes[:, None, :] != ref_originals[None, :, :]).sum(axis=2)
+                    distances = (hashes[:, None, :] != ref_candidates[None, :, :]).sum(axis=2)
                     plain, best = distances[0], distances.min(axis=0)
                     for label, row in (("ref", plain), ("ref-dih", best)):
                         case["modes"][label] = {
                             "own": int(row[index]) if row[index] <= PDQ_THRESHOLD else None,
-                            "false": [names[j] for j in np.flatnonzero(row <= PDQ_THRESHOLD)
+                            "false": [candidates[j] for j in np.flatnonzero(row <= PDQ_THRESHOLD)
                                       if j != index],
                         }
                     case["ref_distance"] = int(plain[index])
@@ -841,7 +858,8 @@ def run(args):
     return {
         "date": stamp, "commit": commit, "binary": args.binary, "seed": args.seed,
         "threshold": PDQ_THRESHOLD,
-        "photos": names, "skipped_low_quality": [{"photo": n, "quality": q} for n, q in skipped],
+        "photos": names, "distractors": [d["name"] for d in distractors],
+        "skipped_low_quality": [{"photo": n, "quality": q} for n, q in skipped],
         "modes": [{k: m[k] for k in ("name", "about", "bank", "request")} for m in modes]
                  + [{"name": n, "about": a} for n, a in REFERENCE_MODES],
         "edits": [{"family": e.family, "name": e.name, "encoding": e.encoding[0]} for e in edits],
@@ -862,6 +880,8 @@ def summarise(result):
     modes = [m["name"] for m in result["modes"]]
     photos = result["photos"]
     n = len(photos)
+    # Each copy or original could match any other photo or any distractor by mistake.
+    others = n - 1 + len(result.get("distractors", []))
     by_edit = {}
     for case in result["cases"]:
         by_edit.setdefault(case["edit"], []).append(case)
@@ -883,8 +903,8 @@ def summarise(result):
     for m in modes:
         edited_false = sum(r["false"][m] for r in edit_rows)
         original_false = rows[0]["false"][m]
-        edited_pairs = sum(r["photos"] for r in edit_rows) * (n - 1)
-        original_pairs = n * (n - 1)
+        edited_pairs = sum(r["photos"] for r in edit_rows) * others
+        original_pairs = n * others
         summary["modes"][m] = {
             "mean_recall": statistics.mean(r["recall"][m] for r in edit_rows) if edit_rows else None,
             "originals_self_matched": rows[0]["matched"][m],
@@ -905,7 +925,9 @@ def summarise(result):
     lines.append(f"{n} photos (bench/photos.py; left out for PDQ quality < {MIN_QUALITY}: "
                  + (", ".join(f"{s['photo']} ({s['quality']})" for s in result["skipped_low_quality"])
                     or "none") + f"), {len(edit_rows)} edits, seed {result['seed']}, "
-                 f"match at distance <= {result['threshold']}.")
+                 f"match at distance <= {result['threshold']}; "
+                 f"{len(result.get('distractors', []))} distractors (opencv-doc samples, "
+                 "stored in every bank, never checked).")
     lines.append("Modes: " + "; ".join(f"`{m['name']}`: {m['about']}" for m in result["modes"]) + ".")
     lines.append("Recall: the fraction of photos whose edited copy matched its own original.")
     lines.append("")
@@ -957,7 +979,7 @@ def summarise(result):
         lines.append("")
     nearest = sorted(c["ref_nearest_other"] for c in result["cases"])
     nearest_dihedral = sorted(c["ref_dihedral_nearest_other"] for c in result["cases"])
-    lines.append(f"Nearest different photo (pdqhash PDQ of a file against every other photo's "
+    lines.append(f"Nearest different photo (pdqhash PDQ of a file against every other photo's and distractor's "
                  f"original, over {len(nearest)} files): plain {nearest[0]} bits, 1st percentile "
                  f"{nearest[len(nearest) // 100]}, median {statistics.median(nearest):g}; dihedral "
                  f"{nearest_dihedral[0]} bits, 1st percentile "
@@ -996,6 +1018,8 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="write the whole result as JSON")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--list", action="store_true", help="list the modes and edits and exit")
+    parser.add_argument("--no-distractors", action="store_true",
+                        help="store only the photos (no opencv-doc samples as distractors)")
     args = parser.parse_args()
     if args.list:
         for m in MODES:
