@@ -8,13 +8,11 @@
 //! pixels are off the background, and the ink cells are grouped into connected blocks. Text
 //! rarely fills half a cell, so lines of it seldom form blocks; bars and buttons form thin or
 //! small ones. The largest block that is dense (a rectangle nearly filled with ink) and big
-//! enough is the picture; its edges are then set to the pixel.
+//! enough is the picture; its edges are then set to the pixel. Colours compare as in trimming
+//! (the same tolerance: JPEG ringing and anti-aliasing wobble flat areas).
 
-use super::trim::ContentBox;
+use super::trim::{ContentBox, close, median_colour};
 
-/// Two pixels are the same colour when no channel differs by more than this (as in trimming:
-/// JPEG ringing and anti-aliasing wobble flat areas).
-const TOLERANCE: u8 = 20;
 /// A page: at least this share of the image is its background colour. A photo's own most
 /// common colour rarely covers this much exactly, so photos are left alone.
 const MIN_BACKGROUND: f32 = 0.20;
@@ -49,10 +47,6 @@ pub fn picture_box(rgb: &[u8], width: usize, height: usize) -> Option<ContentBox
     refine(area, width, height, &is_ink)
 }
 
-fn close(a: [u8; 3], b: [u8; 3]) -> bool {
-    (0..3).all(|c| a[c].abs_diff(b[c]) <= TOLERANCE)
-}
-
 /// The most common colour (in bins of 8 levels per channel, refined to the median of its
 /// bin's pixels), if it covers enough of the image to be a page's background.
 fn background_colour(rgb: &[u8]) -> Option<[u8; 3]> {
@@ -66,25 +60,7 @@ fn background_colour(rgb: &[u8]) -> Option<[u8; 3]> {
         counts[bin(pixel)] += 1;
     }
     let (mode, _) = counts.iter().enumerate().max_by_key(|(_, count)| **count)?;
-    let mut channel = [[0u32; 256]; 3];
-    let mut in_bin = 0u32;
-    for pixel in sample.filter(|p| bin(p) == mode) {
-        for c in 0..3 {
-            channel[c][pixel[c] as usize] += 1;
-        }
-        in_bin += 1;
-    }
-    let mut colour = [0u8; 3];
-    for c in 0..3 {
-        let mut seen = 0;
-        for (value, count) in channel[c].iter().enumerate() {
-            seen += count;
-            if 2 * seen >= in_bin {
-                colour[c] = value as u8;
-                break;
-            }
-        }
-    }
+    let colour = median_colour(sample.filter(|p| bin(p) == mode).map(|p| [p[0], p[1], p[2]]));
     let near = rgb
         .chunks_exact(3)
         .step_by(SAMPLE_STEP)

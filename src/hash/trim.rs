@@ -161,12 +161,13 @@ fn margin(image: &Rgb<'_>, bounds: ContentBox, side: Side) -> usize {
     }
 }
 
-fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+/// Whether two pixels are the same colour, within [`TOLERANCE`] per channel.
+pub(super) fn close(a: [u8; 3], b: [u8; 3]) -> bool {
     (0..3).all(|c| a[c].abs_diff(b[c]) <= TOLERANCE)
 }
 
 /// Each channel's median over a line: the margin's colour, whatever is drawn on part of it.
-fn median_colour(pixels: impl Iterator<Item = [u8; 3]>) -> [u8; 3] {
+pub(super) fn median_colour(pixels: impl Iterator<Item = [u8; 3]>) -> [u8; 3] {
     let mut counts = [[0u32; 256]; 3];
     let mut total = 0u32;
     for pixel in pixels {

@@ -36,6 +36,23 @@ fn entry(hash: HashValue, id: &str) -> NewEntry {
     .unwrap()
 }
 
+/// The bridge photo of Meta's PDQ test data, encoded as it ships.
+fn bridge_photo() -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg"),
+    )
+    .unwrap()
+}
+
+/// An image as PNG bytes.
+fn png(image: &image::RgbImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
 fn open(dir: &std::path::Path) -> Matcher {
     Matcher::open(MatcherConfig::new(dir)).unwrap()
 }
@@ -369,26 +386,16 @@ fn replicas_decide_writes_on_the_shared_stores_latest_state() {
 /// derived pictures, and only such a bank.
 #[test]
 fn derived_pictures_catch_crops_and_mirrors() {
-    let photo = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg"),
-    )
-    .unwrap();
+    let photo = bridge_photo();
     let decoded = image::load_from_memory(&photo).unwrap().to_rgb8();
     let (w, h) = decoded.dimensions();
-    let png = |image: image::RgbImage| {
-        let mut bytes = Vec::new();
-        image
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .unwrap();
-        bytes
-    };
     // 9% cropped away from the left and the top: not on the grid of stored windows.
     let cropped =
         png(
-            image::imageops::crop_imm(&decoded, w * 9 / 100, h * 9 / 100, w * 91 / 100, h * 91 / 100)
+            &image::imageops::crop_imm(&decoded, w * 9 / 100, h * 9 / 100, w * 91 / 100, h * 91 / 100)
                 .to_image(),
         );
-    let mirrored = png(image::imageops::flip_horizontal(&decoded));
+    let mirrored = png(&image::imageops::flip_horizontal(&decoded));
 
     let dir = tempfile::tempdir().unwrap();
     let matcher = open(dir.path());
@@ -435,9 +442,7 @@ fn the_quality_gate_refuses_flat_pictures_unless_forced_and_marks_their_matches(
     for (x, _, pixel) in flat.enumerate_pixels_mut() {
         pixel.0[0] = 90 + (x / 100) as u8;
     }
-    let mut bytes = Vec::new();
-    flat.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
+    let bytes = png(&flat);
 
     let dir = tempfile::tempdir().unwrap();
     let matcher = open(dir.path());
@@ -491,10 +496,7 @@ fn the_quality_gate_refuses_flat_pictures_unless_forced_and_marks_their_matches(
 /// picture found in the page, with `trim`, and not without.
 #[test]
 fn a_screenshot_of_a_page_matches_through_its_picture() {
-    let photo_bytes = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg"),
-    )
-    .unwrap();
+    let photo_bytes = bridge_photo();
     let photo = image::load_from_memory(&photo_bytes).unwrap().to_rgb8();
     let photo = image::imageops::resize(&photo, 640, 402, image::imageops::FilterType::Triangle);
     let mut page = image::RgbImage::from_pixel(1200, 700, image::Rgb([250, 250, 250]));
@@ -512,12 +514,7 @@ fn a_screenshot_of_a_page_matches_through_its_picture() {
             page.put_pixel(x, y, image::Rgb([220, 222, 226]));
         }
     }
-    let mut screenshot = Vec::new();
-    page.write_to(
-        &mut std::io::Cursor::new(&mut screenshot),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
+    let screenshot = png(&page);
 
     let dir = tempfile::tempdir().unwrap();
     let matcher = open(dir.path());
