@@ -6,7 +6,7 @@ Deterministic: every random number comes from a seeded generator and no encoder 
 write a timestamp, so running it twice gives byte-identical files. Needs Python 3.11, Pillow
 and numpy.
 
-What it writes (tests/decode.rs is the reader; keep the two in step):
+What it writes (tests/integration/decode.rs is the reader; keep the two in step):
   good-*      valid images in the six supported formats and their colour modes;
   bad-*       empty, text, magic-only, truncated and corrupt files, other formats, zero-size
               images, TIFFs with absurd strips and IFD loops;

@@ -200,7 +200,7 @@ pub fn check_input(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeErro
 ///
 /// Order of checks: length, format (magic bytes), header dimensions (for GIF also the first
 /// frame's), and only then pixels. Conversion to RGB follows Pillow's `convert("RGB")` (see
-/// the module documentation); the known departures, measured on tests/decode.rs's data and
+/// the module documentation); the known departures, measured on tests/integration/decode.rs's data and
 /// the reference images, are:
 ///
 /// - JPEG pixels come from zune-jpeg, not libjpeg-turbo: on photos about a fifth of the
@@ -503,7 +503,7 @@ fn classify(format: ImageFormat, error: ImageError) -> DecodeError {
 
 /// Whether a decoder's message says the data ran out: the gif crate and zune-jpeg report it
 /// as a format error in words, not as an I/O `UnexpectedEof`. A wording change only turns a
-/// `Truncated` into a `Corrupt`, which tests/decode.rs would notice.
+/// `Truncated` into a `Corrupt`, which tests/integration/decode.rs would notice.
 fn reports_end_of_data(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
     ["unexpected end of file", "not enough bytes", "unexpected eof"]

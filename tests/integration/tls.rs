@@ -2,11 +2,9 @@
 //! CA; clients that trust the CA connect, clients that do not (or speak plaintext) fail, and
 //! when client certificates are required only clients with one signed by the CA get through.
 
-mod common;
-
 use std::path::Path;
 
-use common::TestServer;
+use crate::common::TestServer;
 use hashsieve::grpc::{ServeConfig, TlsFiles};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 

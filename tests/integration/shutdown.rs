@@ -2,11 +2,9 @@
 //! are refused, a call in flight finishes and is durable, and the process exits with code 0;
 //! a call that outlasts the grace period does not keep the process alive.
 
-mod common;
-
 use std::time::Duration;
 
-use common::ServerProcess;
+use crate::common::ServerProcess;
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use tokio::sync::mpsc;

@@ -2,9 +2,7 @@
 //! the database and survive a restart. Needs `HASHSIEVE_TEST_DATABASE_URL` (`.ci/run` sets
 //! it); without it these tests say they were skipped and pass.
 
-mod common;
-
-use common::ServerProcess;
+use crate::common::ServerProcess;
 use hashsieve::proto as pb;
 use tonic::transport::Channel;
 

@@ -1,9 +1,7 @@
 //! An acknowledged write survives `kill -9`: the real binary is killed right after answering,
 //! restarted on the same data directory, and must still match what it acknowledged.
 
-mod common;
-
-use common::ServerProcess;
+use crate::common::ServerProcess;
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;

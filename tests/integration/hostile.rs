@@ -3,12 +3,10 @@
 //! `testdata/bad/images/`, and oversize messages. Each gets its precise status and message,
 //! the server stays up, and its peak memory stays bounded.
 
-mod common;
-
 use std::sync::LazyLock;
 
+use crate::common::{ServerProcess, read_testdata, testdata};
 use bytes::{Buf, BufMut};
-use common::{ServerProcess, read_testdata, testdata};
 use hashsieve::hash::decode::{DecodeLimits, decode_image};
 use hashsieve::proto as pb;
 use prost::Message;

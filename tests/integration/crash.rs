@@ -9,13 +9,11 @@
 //! `HASHSIEVE_CRASH_ROUNDS` sets the number of rounds (default 20); `HASHSIEVE_CRASH_SEED`
 //! the seed, printed so that a failing run can be replayed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ServerProcess;
+use crate::common::ServerProcess;
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;

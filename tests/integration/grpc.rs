@@ -1,9 +1,7 @@
 //! End-to-end: every RPC of `hashsieve.v1` through the generated clients against a real server
 //! on 127.0.0.1:0, including the error statuses.
 
-mod common;
-
-use common::{TestServer, read_testdata};
+use crate::common::{TestServer, read_testdata};
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use tokio_stream::StreamExt;

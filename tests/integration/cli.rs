@@ -1,11 +1,9 @@
 //! The `hashsieve` binary as a user runs it: offline `hash`, and `bank`, `import`, `add`,
 //! `check`, `export`, `remove` and `loadtest` against a real server.
 
-mod common;
-
 use std::process::Output;
 
-use common::{TestServer, testdata};
+use crate::common::{TestServer, testdata};
 
 const BRIDGE_PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
 

@@ -1,11 +1,9 @@
 //! Load limits: checks past the pending bound are refused at once, and a check whose deadline
 //! passes while it waits for a worker is dropped, never computed.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, read_testdata};
+use crate::common::{TestServer, read_testdata};
 use hashsieve::grpc::ServeConfig;
 use hashsieve::proto as pb;
 use tonic::Code;

@@ -1,7 +1,5 @@
 //! Shared by the integration tests: a real server on 127.0.0.1:0 over a temporary store.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,7 @@
 //! without a valid key are refused with the right code and logged without the key, health
 //! stays open, and every change to a bank leaves an audit line naming who made it.
 
-mod common;
-
-use common::ServerProcess;
+use crate::common::ServerProcess;
 use hashsieve::grpc::{Role, key_line};
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
