@@ -679,15 +679,15 @@ impl Layout {
         let partition_bits = bucket_bits
             .saturating_sub(PARTITION_BUCKET_BITS)
             .min(MAX_PARTITION_BITS);
-        self.place_in_partitions(codes, owners, from, entries, offsets, partition_bits);
+        self.place_in_partitions(codes, owners, from, entries, offsets, partition_bits, STAGE_BLOCK);
     }
 
     /// [`Layout::place`] in `2^partition_bits` partitions of consecutive buckets. Writing each
     /// entry straight to its bucket is a cache miss per entry (twice: the cursor, the entry)
     /// once the table outgrows the cache, and it was most of a bulk load's time at 10M. Staging
-    /// the entries by partition first (a few sequential streams), then placing one partition at
-    /// a time, keeps each partition's cursors and entries in cache. Entries keep slot order
-    /// within a bucket either way, so the tables are the same.
+    /// a block of entries by partition first (a few sequential streams), then placing them one
+    /// partition at a time, keeps each partition's cursors and entries in cache. Entries keep
+    /// slot order within a bucket either way, so the tables are the same.
     fn place_in_partitions<const WORDS: usize>(
         &self,
         codes: &[[u64; WORDS]],
@@ -696,18 +696,19 @@ impl Layout {
         entries: &mut [u32],
         offsets: &mut [u32],
         partition_bits: u32,
+        block_slots: usize,
     ) {
-        let live = || {
-            codes
+        let live = |slots: std::ops::Range<usize>| {
+            let start = slots.start;
+            codes[slots.clone()]
                 .iter()
-                .zip(owners)
+                .zip(&owners[slots])
                 .enumerate()
-                .skip(from)
                 .filter(|(_, (_, owner))| **owner != DEAD)
-                .map(|(slot, (code, _))| (slot, self.key(code)))
+                .map(move |(offset, (code, _))| (start + offset, self.key(code)))
         };
         if partition_bits == 0 {
-            for (slot, key) in live() {
+            for (slot, key) in live(from..codes.len()) {
                 let cursor = &mut offsets[(key >> self.low_bits) as usize];
                 entries[*cursor as usize] = self.entry(slot, key);
                 *cursor += 1;
@@ -716,23 +717,31 @@ impl Layout {
             let shift = self.bits - self.low_bits - partition_bits;
             let partition = |key: u32| ((key >> self.low_bits) >> shift) as usize;
             let mut starts = vec![0usize; (1 << partition_bits) + 1];
-            for (_, key) in live() {
-                starts[partition(key) + 1] += 1;
-            }
-            for index in 1..starts.len() {
-                starts[index] += starts[index - 1];
-            }
-            // (bucket, entry) pairs, grouped by partition, in slot order within each.
-            let mut staged = vec![0u64; starts[starts.len() - 1]];
-            for (slot, key) in live() {
-                let cursor = &mut starts[partition(key)];
-                staged[*cursor] = u64::from(key >> self.low_bits) << 32 | u64::from(self.entry(slot, key));
-                *cursor += 1;
-            }
-            for pair in staged {
-                let cursor = &mut offsets[(pair >> 32) as usize];
-                entries[*cursor as usize] = pair as u32;
-                *cursor += 1;
+            // (bucket, entry) pairs of one block, grouped by partition, in slot order within
+            // each; the buffer is reused, so a build touches no more new memory for it.
+            let mut staged: Vec<u64> = Vec::new();
+            for block in (from..codes.len()).step_by(block_slots) {
+                let block = block..codes.len().min(block.saturating_add(block_slots));
+                starts.fill(0);
+                for (_, key) in live(block.clone()) {
+                    starts[partition(key) + 1] += 1;
+                }
+                for index in 1..starts.len() {
+                    starts[index] += starts[index - 1];
+                }
+                staged.clear();
+                staged.resize(starts[starts.len() - 1], 0);
+                for (slot, key) in live(block) {
+                    let cursor = &mut starts[partition(key)];
+                    staged[*cursor] =
+                        u64::from(key >> self.low_bits) << 32 | u64::from(self.entry(slot, key));
+                    *cursor += 1;
+                }
+                for &pair in &staged {
+                    let cursor = &mut offsets[(pair >> 32) as usize];
+                    entries[*cursor as usize] = pair as u32;
+                    *cursor += 1;
+                }
             }
         }
         // Each cursor stopped where the next bucket starts: shift them back into starts.
@@ -741,6 +750,11 @@ impl Layout {
         offsets[0] = 0;
     }
 }
+
+/// Slots staged at a time by [`Layout::place_in_partitions`]: at most 32 MiB of pairs per
+/// build thread. Blocks of 1M slots placed each partition in more, smaller visits and made a
+/// 10M bulk load 5% slower; staging everything at once would take 8 bytes per entry more.
+const STAGE_BLOCK: usize = 1 << 22;
 
 /// Buckets per partition of [`Layout::place_in_partitions`], as a power of two: 4,096 buckets'
 /// cursors (16 KiB) and their entries (about 8 each, 128 KiB) fit in L2.
@@ -1115,23 +1129,35 @@ mod tests {
             low_bits: 3,
         };
         let from = 3_000;
-        let table = |partition_bits: u32| {
+        let table = |partition_bits: u32, block_slots: usize| {
             let mut offsets = vec![0u32; (1 << 13) + 1];
             layout.count(&codes, &owners, from, &mut offsets);
             for bucket in 0..1 << 13 {
                 offsets[bucket + 1] += offsets[bucket];
             }
             let mut entries = vec![0u32; offsets[1 << 13] as usize];
-            layout.place_in_partitions(&codes, &owners, from, &mut entries, &mut offsets, partition_bits);
+            layout.place_in_partitions(
+                &codes,
+                &owners,
+                from,
+                &mut entries,
+                &mut offsets,
+                partition_bits,
+                block_slots,
+            );
             (offsets, entries)
         };
-        let direct = table(0);
+        let direct = table(0, usize::MAX);
         assert_eq!(
             direct.1.len(),
             owners[from..].iter().filter(|&&o| o != DEAD).count()
         );
-        for partition_bits in [1, 4, 10] {
-            assert_eq!(table(partition_bits), direct, "{partition_bits} partition bits");
+        for (partition_bits, block_slots) in [(1, usize::MAX), (4, 1_000), (10, 7_777)] {
+            assert_eq!(
+                table(partition_bits, block_slots),
+                direct,
+                "{partition_bits} partition bits, blocks of {block_slots}"
+            );
         }
     }
 
