@@ -679,7 +679,11 @@ impl Layout {
         let partition_bits = bucket_bits
             .saturating_sub(PARTITION_BUCKET_BITS)
             .min(MAX_PARTITION_BITS);
-        self.place_in_partitions(codes, owners, from, entries, offsets, partition_bits, STAGE_BLOCK);
+        let staging = Staging {
+            partition_bits,
+            block_slots: STAGE_BLOCK,
+        };
+        self.place_in_partitions(codes, owners, from, entries, offsets, staging);
     }
 
     /// [`Layout::place`] in `2^partition_bits` partitions of consecutive buckets. Writing each
@@ -695,9 +699,12 @@ impl Layout {
         from: usize,
         entries: &mut [u32],
         offsets: &mut [u32],
-        partition_bits: u32,
-        block_slots: usize,
+        staging: Staging,
     ) {
+        let Staging {
+            partition_bits,
+            block_slots,
+        } = staging;
         let live = |slots: std::ops::Range<usize>| {
             let start = slots.start;
             codes[slots.clone()]
@@ -749,6 +756,14 @@ impl Layout {
         offsets.copy_within(0..buckets, 1);
         offsets[0] = 0;
     }
+}
+
+/// How [`Layout::place_in_partitions`] stages entries: in `2^partition_bits` partitions (none
+/// when 0), `block_slots` slots at a time.
+#[derive(Clone, Copy, Debug)]
+struct Staging {
+    partition_bits: u32,
+    block_slots: usize,
 }
 
 /// Slots staged at a time by [`Layout::place_in_partitions`]: at most 32 MiB of pairs per
@@ -1142,8 +1157,10 @@ mod tests {
                 from,
                 &mut entries,
                 &mut offsets,
-                partition_bits,
-                block_slots,
+                Staging {
+                    partition_bits,
+                    block_slots,
+                },
             );
             (offsets, entries)
         };
