@@ -657,11 +657,25 @@ impl Layout {
         from: usize,
         offsets: &mut [u32],
     ) {
-        for (code, owner) in codes[from..].iter().zip(&owners[from..]) {
-            if *owner != DEAD {
-                offsets[(self.key(code) >> self.low_bits) as usize + 1] += 1;
-            }
+        for (_, key) in self.live_keys(codes, owners, from..codes.len()) {
+            offsets[(key >> self.low_bits) as usize + 1] += 1;
         }
+    }
+
+    /// The live slots among `slots`, each with its key in this chunk.
+    fn live_keys<'a, const WORDS: usize>(
+        &'a self,
+        codes: &'a [[u64; WORDS]],
+        owners: &'a [u64],
+        slots: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, u32)> + 'a {
+        let start = slots.start;
+        codes[slots.clone()]
+            .iter()
+            .zip(&owners[slots])
+            .enumerate()
+            .filter(|(_, (_, owner))| **owner != DEAD)
+            .map(move |(offset, (code, _))| (start + offset, self.key(code)))
     }
 
     /// Writes the entries of the live slots `from..` of `codes`, bucket `b`'s from
@@ -705,15 +719,7 @@ impl Layout {
             partition_bits,
             block_slots,
         } = staging;
-        let live = |slots: std::ops::Range<usize>| {
-            let start = slots.start;
-            codes[slots.clone()]
-                .iter()
-                .zip(&owners[slots])
-                .enumerate()
-                .filter(|(_, (_, owner))| **owner != DEAD)
-                .map(move |(offset, (code, _))| (start + offset, self.key(code)))
-        };
+        let live = |slots| self.live_keys(codes, owners, slots);
         if partition_bits == 0 {
             for (slot, key) in live(from..codes.len()) {
                 let cursor = &mut offsets[(key >> self.low_bits) as usize];
