@@ -806,4 +806,4 @@ mod follow;
 #[cfg(test)]
 mod tests;
 
-pub use follow::{FeedStatus, follow};
+pub use follow::{FeedStatus, FollowConfig, follow};

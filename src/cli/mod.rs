@@ -137,9 +137,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => 0.001,
         "m" | "min" => 60.0,
         "h" => 3600.0,
+        "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown time unit {other:?} in {text:?} (use ms, s, m or h)"
+                "unknown time unit {other:?} in {text:?} (use ms, s, m, h or d)"
             ));
         }
     };

@@ -16,7 +16,7 @@ use super::Matcher;
 use crate::bank::EntryKey;
 use crate::error::{Error, error_chain};
 use crate::hash::{Algorithm, HashValue};
-use crate::store::{Change, ChangeFeed, ChangeKind};
+use crate::store::{Change, ChangeFeed, ChangeKind, StoreError};
 
 /// Changes read and applied under one hold of the writer lock: enough to apply a bulk load
 /// quickly, few enough that local writes wait at most a few milliseconds.
@@ -148,6 +148,19 @@ impl Matcher {
         Ok(())
     }
 
+    /// Deletes the feed's changes older than `keep`, logging what it did; a failure is only
+    /// logged, as the next round tries again.
+    fn prune_feed(&self, keep: Duration) {
+        let Some(feed) = self.store.feed() else {
+            return;
+        };
+        match feed.prune(keep) {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned old changes from the shared store's feed"),
+            Err(error) => tracing::warn!(error = %error, "cannot prune the shared store's feed"),
+        }
+    }
+
     fn insert_added(&self, added: &mut HashMap<Algorithm, Vec<(HashValue, EntryKey)>>) {
         for (algorithm, entries) in added.drain() {
             let inserted = self.index.get(algorithm).insert_many(&entries);
@@ -172,21 +185,47 @@ impl Matcher {
     }
 }
 
+/// How a replica follows its shared store.
+#[derive(Clone, Copy, Debug)]
+pub struct FollowConfig {
+    /// Look for changes at least this often, in case a notification was lost.
+    pub poll: Duration,
+    /// Prune the feed's changes older than this (every replica does, at most every
+    /// [`PRUNE_EVERY`]); `None` keeps them all.
+    pub retention: Option<Duration>,
+}
+
+/// How often a replica prunes the feed, at most; sooner when the retention is shorter.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 /// Starts a thread that keeps `matcher` following its store's changes, woken by the store's
-/// notifications and at least every `poll`; `None` for a store without a feed. The thread
-/// ends soon after the matcher is dropped.
-pub fn follow(matcher: &Arc<Matcher>, poll: Duration) -> Option<JoinHandle<()>> {
+/// notifications and at least every `config.poll`, and pruning old changes; `None` for a
+/// store without a feed. The thread ends soon after the matcher is dropped, or after calling
+/// `on_lost` when this replica can no longer follow (changes it had yet to apply were pruned):
+/// only a restart, which loads a fresh snapshot, brings it up to date.
+pub fn follow(
+    matcher: &Arc<Matcher>,
+    config: FollowConfig,
+    on_lost: impl FnOnce(Error) + Send + 'static,
+) -> Option<JoinHandle<()>> {
     let mut listener = matcher.store.feed()?.listen();
     let matcher: Weak<Matcher> = Arc::downgrade(matcher);
+    let prune_every = config.retention.map(|keep| keep.min(PRUNE_EVERY));
     let thread = std::thread::Builder::new()
         .name("feed-follower".into())
         .spawn(move || {
             let mut failing = false;
+            let mut pruned_at: Option<Instant> = None;
             loop {
                 let Some(strong) = matcher.upgrade() else {
                     return;
                 };
                 match strong.catch_up() {
+                    Err(error @ Error::Store(StoreError::Pruned { .. })) => {
+                        tracing::error!(error = %error_chain(&error), "cannot follow the shared store any more");
+                        on_lost(error);
+                        return;
+                    }
                     Ok(()) if failing => {
                         failing = false;
                         tracing::info!("following the shared store again");
@@ -198,10 +237,16 @@ pub fn follow(matcher: &Arc<Matcher>, poll: Duration) -> Option<JoinHandle<()>> 
                     }
                     Err(_) => {}
                 }
+                if let (Some(keep), Some(every)) = (config.retention, prune_every)
+                    && pruned_at.is_none_or(|at| at.elapsed() >= every)
+                {
+                    pruned_at = Some(Instant::now());
+                    strong.prune_feed(keep);
+                }
                 drop(strong);
-                if listener.wait(poll).is_err() {
+                if listener.wait(config.poll).is_err() {
                     // The listener reconnects on its next call; until then, poll.
-                    std::thread::sleep(poll);
+                    std::thread::sleep(config.poll);
                 }
             }
         });

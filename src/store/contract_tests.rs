@@ -363,3 +363,49 @@ fn the_feed_orders_every_change_and_refuses_writes_decided_on_a_stale_view() {
             .is_err_and(|e| matches!(e, StoreError::Behind))
     );
 }
+
+#[test]
+fn pruning_keeps_the_head_and_refuses_followers_behind_it() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let backend = Backend::postgres(&url);
+    let (writer, behind) = (backend.open(), backend.open());
+    let feed = writer.feed().unwrap();
+    let bank = open_bank(writer.as_ref(), "TVEC");
+    add(
+        writer.as_ref(),
+        bank.id,
+        &[entry(1, "a"), entry(2, "b"), entry(3, "c")],
+    );
+    let head = feed.head().unwrap();
+    let all = feed.changes_since(0, 100).unwrap();
+    assert_eq!(all.len(), 4);
+
+    // Nothing is older than an hour; with no retention, all but the head goes.
+    assert_eq!(feed.prune(Duration::from_secs(3600)).unwrap(), 0);
+    assert_eq!(feed.prune(Duration::ZERO).unwrap(), 3);
+    assert_eq!(feed.prune(Duration::ZERO).unwrap(), 0, "the head always stays");
+    assert_eq!(feed.head().unwrap(), head);
+
+    // A follower that applied the pruned changes reads on; one that did not is refused, never
+    // handed the rest as if nothing were missing.
+    let horizon = all[2].seq;
+    assert_eq!(feed.changes_since(horizon, 100).unwrap(), all[3..]);
+    assert_eq!(feed.changes_since(head, 100).unwrap(), []);
+    let refused = behind.feed().unwrap().changes_since(all[1].seq, 100);
+    assert!(
+        matches!(refused, Err(StoreError::Pruned { position, horizon: h }) if position == all[1].seq && h == horizon),
+        "{refused:?}"
+    );
+
+    // Writes go on, and a fresh snapshot starts past the horizon.
+    add(writer.as_ref(), bank.id, &[entry(4, "d")]);
+    let fresh = backend.open();
+    let mut loaded = 0;
+    fresh.load(&mut |_| {}, &mut |_, _| loaded += 1).unwrap();
+    assert_eq!(loaded, 4);
+    let position = fresh.feed().unwrap().position();
+    assert!(position > horizon);
+    assert_eq!(fresh.feed().unwrap().changes_since(position, 100).unwrap(), []);
+}

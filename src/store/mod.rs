@@ -137,6 +137,12 @@ pub trait ChangeFeed: Send + Sync {
 
     /// A listener for the store's notifications of new changes.
     fn listen(&self) -> Box<dyn ChangeListener>;
+
+    /// Deletes the changes committed longer than `keep` ago, except the newest, and returns
+    /// how many went. A process whose position falls behind what is left can no longer follow:
+    /// [`ChangeFeed::changes_since`] refuses it with [`StoreError::Pruned`], and it must load
+    /// a fresh snapshot. Safe to run from several processes at once.
+    fn prune(&self, keep: Duration) -> Result<u64, StoreError>;
 }
 
 /// Waits for word that another process committed a change.
@@ -193,11 +199,18 @@ pub enum StoreError {
     /// write again, retry.
     #[error("another process wrote to the shared store first")]
     Behind,
+    /// The changes after `position` that this process has yet to apply were pruned (changes
+    /// up to `horizon` are gone): it can only catch up by loading a fresh snapshot.
+    #[error(
+        "the store pruned changes this process had not applied (applied up to {position}, pruned up to {horizon}); restart it to load a fresh snapshot"
+    )]
+    Pruned { position: u64, horizon: u64 },
 }
 
 impl StoreError {
-    /// Whether the store could not be reached (a connection refused or dropped): the request
-    /// may succeed if retried, unlike a failure of the data itself.
+    /// Whether the store could not be reached (a connection refused or dropped) or this
+    /// process's view of a shared store is stale: the request may succeed if retried, later or
+    /// on another replica, unlike a failure of the data itself.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Postgres(error) => {
@@ -210,7 +223,8 @@ impl StoreError {
                     std::error::Error::source(&**error).is_some_and(|source| source.is::<std::io::Error>());
                 error.is_closed() || connection_lost || io
             }
-            StoreError::Behind => true,
+            // Another replica can serve the call: this one's view is stale for good.
+            StoreError::Behind | StoreError::Pruned { .. } => true,
             _ => false,
         }
     }

@@ -49,6 +49,17 @@ impl Schema {
         )
     }
 
+    /// The single `bigint` that `sql` selects, run in this schema.
+    fn query_i64(&self, sql: &str) -> i64 {
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+            client
+                .batch_execute(&format!("SET search_path TO {}", self.name))
+                .unwrap();
+            client.query_one(sql, &[]).unwrap().get(0)
+        })
+    }
+
     /// Terminates every server connection of this schema's servers, as a database restart or
     /// a network failure would; returns how many there were.
     fn terminate_connections(&self) -> i64 {
@@ -472,6 +483,80 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
         let status = status(server).await;
         assert_eq!((status.banks, status.entries), (1, 250), "{status:?}");
     }
+}
+
+#[tokio::test]
+async fn a_replica_whose_unapplied_changes_were_pruned_restarts_from_a_fresh_snapshot() {
+    let Some(schema) = Schema::create("pruned") else {
+        return;
+    };
+    let url = schema.store_url();
+    let common = ["--store", url.as_str(), "--feed-poll", "200ms"];
+    let pruning = [&common[..], &["--feed-retention", "1s"]].concat();
+    let keeping = [&common[..], &["--feed-retention", "0s"]].concat();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ServerProcess::start_on("127.0.0.1:0", dir_a.path(), &pruning);
+    let mut b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &keeping);
+    let mut banks_a = pb::banks_client::BanksClient::new(connect(&a).await);
+    banks_a.create_bank(tvec()).await.unwrap();
+    let hashes = random_hashes(21, 4);
+    add(&mut banks_a, &hashes[0], "e0").await;
+    let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
+    until(&mut matcher_b, &hashes[0], true).await;
+
+    // B stalls; A adds three entries and, a second later, prunes all changes but the newest,
+    // among them two that B has not applied.
+    b.signal("STOP");
+    for (i, hash) in hashes.iter().enumerate().skip(1) {
+        add(&mut banks_a, hash, &format!("e{i}")).await;
+    }
+    let started = std::time::Instant::now();
+    while schema.query_i64("SELECT count(*) FROM changes") > 1 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "A never pruned the feed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        schema.query_i64("SELECT value::bigint FROM hashsieve_meta WHERE key = 'feed_horizon'"),
+        schema.query_i64("SELECT max(seq) FROM changes") - 1,
+        "the horizon is the last change pruned"
+    );
+
+    // Resumed, B finds its next changes gone: it cannot catch up, so it shuts down with the
+    // reason rather than serve a stale view.
+    b.signal("CONT");
+    // Polled on this runtime rather than waited for on it: its connection to B must go on
+    // running to see B's GOAWAY and close, or B's drain waits for it.
+    let started = std::time::Instant::now();
+    let exit = loop {
+        let exit = b.child.try_wait().unwrap();
+        if exit.is_some() || started.elapsed() > std::time::Duration::from_secs(30) {
+            break exit;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        exit.is_some_and(|status| !status.success()),
+        "B exited with {exit:?}"
+    );
+    assert!(
+        !b.log_lines("pruned changes this process had not applied")
+            .is_empty(),
+        "B's log gives the reason"
+    );
+
+    // Restarted, it loads a snapshot with every entry, and follows again.
+    let b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &keeping);
+    let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
+    for hash in &hashes {
+        assert!(matches(&mut matcher_b, hash).await, "{hash} after the restart");
+    }
+    let extra = random_hashes(22, 1);
+    add(&mut banks_a, &extra[0], "e4").await;
+    until(&mut matcher_b, &extra[0], true).await;
+    assert_eq!(status(&a).await.entries, 5);
 }
 
 /// A TCP relay to the test database that a test can cut, as a network partition would:

@@ -486,6 +486,7 @@ mod tests {
             ("1.5s", 1_500),
             ("10", 10_000),
             ("1h", 3_600_000),
+            ("7d", 604_800_000),
         ] {
             assert_eq!(
                 parse_duration(text).unwrap(),
@@ -493,7 +494,7 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(parse_duration("3d").unwrap_err().contains("unknown time unit"));
+        assert!(parse_duration("3w").unwrap_err().contains("unknown time unit"));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
         assert!(parse_duration("").is_err());
     }

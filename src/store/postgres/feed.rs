@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, GenericClient};
+use postgres::{Client, GenericClient, IsolationLevel};
 
-use super::{PostgresStore, bank_from_row, change, connect, corrupt, hash_from_row};
+use super::{PostgresStore, WRITE_LOCK, bank_from_row, change, connect, corrupt, hash_from_row};
 use crate::bank::{Bank, BankId, EntryKey};
 use crate::store::{Change, ChangeFeed, ChangeKind, ChangeListener, StoreError};
 
@@ -42,14 +42,29 @@ impl ChangeFeed for PostgresStore {
     }
 
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        let rows = self.read(|client| {
-            Ok(client.query(
+        let (horizon, rows) = self.read(|client| {
+            // One snapshot for both reads, so that a prune cannot commit between them.
+            let mut txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let horizon = horizon(&mut txn)?;
+            let rows = txn.query(
                 "SELECT seq, kind, bank_id, entry_seq, algorithm, hash, \
                         (extract(epoch FROM at) * 1000)::bigint \
                  FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[&(after as i64), &(limit as i64)],
-            )?)
+            )?;
+            txn.commit()?;
+            Ok((horizon, rows))
         })?;
+        if after < horizon {
+            return Err(StoreError::Pruned {
+                position: after,
+                horizon,
+            });
+        }
         rows.iter().map(change_from_row).collect()
     }
 
@@ -70,6 +85,52 @@ impl ChangeFeed for PostgresStore {
             client: None,
         })
     }
+
+    /// Under the write lock, so that the newest change (the head) is known and stays, and the
+    /// horizon moves with the deletion in one commit. One transaction: a first prune of a
+    /// long history holds writers back while it deletes.
+    fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let mut client = self.client()?;
+        let mut txn = client.get().transaction()?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        let last: Option<i64> = txn
+            .query_one(
+                "SELECT max(seq) FROM changes \
+                 WHERE at < now() - $1::bigint * interval '1 millisecond' \
+                   AND seq < (SELECT max(seq) FROM changes)",
+                &[&keep_ms],
+            )?
+            .get(0);
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let pruned = txn.execute("DELETE FROM changes WHERE seq <= $1", &[&last])?;
+        txn.execute(
+            "INSERT INTO hashsieve_meta VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&HORIZON_KEY, &last.to_string()],
+        )?;
+        txn.commit()?;
+        Ok(pruned)
+    }
+}
+
+/// The `hashsieve_meta` key of the last change pruned.
+const HORIZON_KEY: &str = "feed_horizon";
+
+/// The last change pruned (0 before the first prune): a process that has not applied it
+/// cannot follow the feed any more.
+fn horizon(client: &mut impl GenericClient) -> Result<u64, StoreError> {
+    let row = client.query_opt("SELECT value FROM hashsieve_meta WHERE key = $1", &[&HORIZON_KEY])?;
+    let Some(row) = row else {
+        return Ok(0);
+    };
+    let value: &str = row.try_get(0)?;
+    value.parse().map_err(|_| StoreError::Corrupt {
+        table: "hashsieve_meta",
+        reason: format!("{HORIZON_KEY} is not a change number: {value:?}"),
+    })
 }
 
 fn change_from_row(row: &postgres::Row) -> Result<Change, StoreError> {

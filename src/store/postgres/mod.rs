@@ -9,7 +9,9 @@
 //!   columns, so an operator can query them; unique by (bank, algorithm, hash); indexed by
 //!   external id for removals by id. Deleting a bank cascades to its entries.
 //! - `changes`: one row per change (entry added, updated or removed; bank created, changed or
-//!   deleted), numbered in commit order, for replicas to follow.
+//!   deleted), numbered in commit order, for replicas to follow. Changes older than the
+//!   retention are pruned (the newest always stays, as the head); `hashsieve_meta`'s
+//!   `feed_horizon` is the last change pruned, so a replica behind it knows it cannot follow.
 //!
 //! Every write transaction first takes one transaction-level advisory lock, so writers commit
 //! one at a time and `changes` numbers follow commit order: a replica that has applied change
@@ -38,7 +40,8 @@ use crate::hash::{Algorithm, HashValue, imghash};
 
 /// Schema migrations, applied in order; the schema's version is how many have run. Never edit
 /// one that has shipped: add another.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE hashsieve_meta (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -73,7 +76,11 @@ CREATE TABLE changes (
     hash bytea,
     at timestamptz NOT NULL DEFAULT now()
 );
-"#];
+"#,
+    // Pruning finds old changes by time; `hashsieve_meta.feed_horizon` then records the last
+    // change pruned.
+    "CREATE INDEX changes_by_time ON changes (at);",
+];
 
 /// The advisory lock every write transaction takes (an arbitrary constant: "hsieve" in ASCII).
 const WRITE_LOCK: i64 = 0x68_73_69_65_76_65;
@@ -262,6 +269,27 @@ impl WriteFailure {
     fn into_inner(self) -> StoreError {
         match self {
             WriteFailure::BeforeCommit(error) | WriteFailure::AtCommit(error) => error,
+        }
+    }
+}
+
+/// The synchronous client's drop blocks on a runtime of its own, which panics on a thread of
+/// an async runtime; the store's last owner may be a task that ends there (one the server's
+/// shutdown gave up waiting for), so its connections close on a thread of their own.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let clients: Vec<Client> = self
+            .connections
+            .iter_mut()
+            .filter_map(|slot| slot.get_mut().unwrap_or_else(PoisonError::into_inner).take())
+            .collect();
+        if !clients.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+            let closing = std::thread::Builder::new()
+                .name("postgres-close".into())
+                .spawn(move || drop(clients));
+            if let Err(error) = closing {
+                tracing::warn!(%error, "cannot close the store's connections cleanly");
+            }
         }
     }
 }
