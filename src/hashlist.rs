@@ -92,7 +92,9 @@ impl LineCounter {
 
 enum Format {
     Csv {
-        records: Box<csv::StringRecordsIntoIter<NewlineTracker<Box<dyn BufRead>>>>,
+        reader: Box<csv::Reader<NewlineTracker<Box<dyn BufRead>>>>,
+        /// Reused for every row, so reading one allocates nothing.
+        record: csv::StringRecord,
         columns: Columns,
         lines: LineCounter,
     },
@@ -142,7 +144,9 @@ impl HashListReader {
             };
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(true)
-                .trim(csv::Trim::All)
+                // Fields are trimmed as they are read: the reader's own trimming copies
+                // every record.
+                .trim(csv::Trim::Headers)
                 .from_reader(tracker);
             let headers = reader
                 .headers()
@@ -169,7 +173,8 @@ impl HashListReader {
                 quality: find("quality"),
             };
             Format::Csv {
-                records: Box::new(reader.into_records()),
+                reader: Box::new(reader),
+                record: csv::StringRecord::new(),
                 columns,
                 lines: LineCounter {
                     newlines,
@@ -185,7 +190,8 @@ impl HashListReader {
     }
 
     fn parse(
-        &self,
+        default_algorithm: Algorithm,
+        now_ms: i64,
         line: u64,
         algorithm: Option<&str>,
         hash: &str,
@@ -194,7 +200,7 @@ impl HashListReader {
         let fail = |reason: String| RowError { line, reason };
         let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
             Some(name) => name.parse::<Algorithm>().map_err(|e| fail(e.to_string()))?,
-            None => self.default_algorithm,
+            None => default_algorithm,
         };
         let hash = HashValue::from_hex(algorithm, hash).map_err(|e| fail(e.to_string()))?;
         let [id, labels, source, note, quality] = fields;
@@ -213,7 +219,7 @@ impl HashListReader {
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect();
-        let entry = NewEntry::new(hash, id, labels, source, note, self.now_ms)
+        let entry = NewEntry::new(hash, id, labels, source, note, now_ms)
             .map_err(|e| fail(e.to_string()))?
             .with_quality(quality);
         Ok(Row { line, entry })
@@ -224,6 +230,7 @@ impl Iterator for HashListReader {
     type Item = Result<Row, RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let (default_algorithm, now_ms) = (self.default_algorithm, self.now_ms);
         loop {
             match &mut self.format {
                 Format::Bare { lines, line } => {
@@ -243,16 +250,24 @@ impl Iterator for HashListReader {
                     if text.is_empty() || text.starts_with('#') {
                         continue;
                     }
-                    let text = text.to_string();
-                    return Some(self.parse(number, None, &text, ["", "", "", "", ""]));
+                    return Some(Self::parse(
+                        default_algorithm,
+                        now_ms,
+                        number,
+                        None,
+                        text,
+                        ["", "", "", "", ""],
+                    ));
                 }
                 Format::Csv {
-                    records,
+                    reader,
+                    record,
                     columns,
                     lines,
                 } => {
-                    let record = match records.next()? {
-                        Ok(record) => record,
+                    match reader.read_record(record) {
+                        Ok(true) => {}
+                        Ok(false) => return None,
                         Err(e) => {
                             let line = e.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
                             return Some(Err(RowError {
@@ -260,14 +275,14 @@ impl Iterator for HashListReader {
                                 reason: format!("bad CSV row: {e}"),
                             }));
                         }
-                    };
+                    }
                     let line = record.position().map(|p| lines.line_at(p.byte())).unwrap_or(0);
-                    if record.iter().all(str::is_empty) {
+                    if record.iter().all(|field| field.trim().is_empty()) {
                         continue;
                     }
-                    let get = |column: Option<usize>| column.and_then(|c| record.get(c)).unwrap_or("");
+                    let get = |column: Option<usize>| column.and_then(|c| record.get(c)).unwrap_or("").trim();
                     let hash = get(Some(columns.hash));
-                    let algorithm = columns.algorithm.map(|c| record.get(c).unwrap_or(""));
+                    let algorithm = columns.algorithm.map(|c| get(Some(c)));
                     let fields = [
                         get(columns.id),
                         get(columns.labels),
@@ -275,10 +290,14 @@ impl Iterator for HashListReader {
                         get(columns.note),
                         get(columns.quality),
                     ];
-                    let (hash, algorithm) = (hash.to_string(), algorithm.map(String::from));
-                    let fields = fields.map(String::from);
-                    let fields = fields.each_ref().map(String::as_str);
-                    return Some(self.parse(line, algorithm.as_deref(), &hash, fields));
+                    return Some(Self::parse(
+                        default_algorithm,
+                        now_ms,
+                        line,
+                        algorithm,
+                        hash,
+                        fields,
+                    ));
                 }
             }
         }
