@@ -303,6 +303,7 @@ async fn loadtest_drives_every_kind_of_call_and_reports_json() {
         &url,
         &[
             "--count=200",
+            "--threads=1",
             "--mix=hashes=3,image=1,stream=1",
             "--images",
             &images,
@@ -383,7 +384,8 @@ fn loadtest_refuses_bad_arguments_before_sending_anything() {
         (vec!["--mix=image=1"], "--images DIR is needed"),
         (vec!["--mix=video=1"], "unknown call kind"),
         (vec!["--near-fraction=0.5"], "needs --hashes"),
-        (vec!["--duration=3d"], "unknown time unit"),
+        (vec!["--duration=3w"], "unknown time unit"),
+        (vec!["--threads=0"], "--threads"),
         (vec!["--rate=0"], "--rate must be a positive"),
         (vec!["--duration=1s", "--count=5"], "cannot be used with"),
     ] {
