@@ -275,7 +275,8 @@ impl WriteFailure {
 
 /// The synchronous client's drop blocks on a runtime of its own, which panics on a thread of
 /// an async runtime; the store's last owner may be a task that ends there (one the server's
-/// shutdown gave up waiting for), so its connections close on a thread of their own.
+/// shutdown gave up waiting for), so its connections close on a thread of their own, waited
+/// for so that they close before the store is gone.
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         let clients: Vec<Client> = self
@@ -283,13 +284,17 @@ impl Drop for PostgresStore {
             .iter_mut()
             .filter_map(|slot| slot.get_mut().unwrap_or_else(PoisonError::into_inner).take())
             .collect();
-        if !clients.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
-            let closing = std::thread::Builder::new()
-                .name("postgres-close".into())
-                .spawn(move || drop(clients));
-            if let Err(error) = closing {
-                tracing::warn!(%error, "cannot close the store's connections cleanly");
+        if clients.is_empty() {
+            return;
+        }
+        let closing = std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || drop(clients));
+        match closing {
+            Ok(closing) => {
+                let _ = closing.join();
             }
+            Err(error) => tracing::warn!(%error, "cannot close the store's connections cleanly"),
         }
     }
 }
