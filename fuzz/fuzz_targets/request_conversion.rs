@@ -53,7 +53,7 @@ fuzz_target!(|bytes: &[u8]| {
         if !request.bank.is_empty() {
             bank_name(&request.bank);
         }
-        for entry in &request.entries {
+        for entry in request.entries {
             new_entry(entry);
         }
     }
@@ -157,7 +157,7 @@ fn bank_name(name: &str) -> Option<BankName> {
     Some(parsed)
 }
 
-fn new_entry(entry: &pb::Entry) {
+fn new_entry(entry: pb::Entry) {
     let Some(parsed) = accepted(convert::new_entry(entry, NOW_MS)) else {
         return;
     };
@@ -165,7 +165,7 @@ fn new_entry(entry: &pb::Entry) {
     assert_eq!(parsed.meta.added_at_ms, NOW_MS);
     let wire = convert::entry_to_pb(&Entry::from(parsed.clone()));
     assert!(parsed.quality.is_none_or(|q| q <= 100));
-    let again = convert::new_entry(&wire, NOW_MS).expect("an exported entry imports again");
+    let again = convert::new_entry(wire, NOW_MS).expect("an exported entry imports again");
     // The quality a list gives is for the gate on adding, not stored, so not exported.
     assert_eq!(again, parsed.with_quality(None));
 }

@@ -168,9 +168,10 @@ impl pb::banks_server::Banks for BanksService {
                 return Err(Status::invalid_argument("the first message must name the bank"));
             };
             let now = now_ms();
-            for entry in &message.entries {
+            let allow_low_quality = message.allow_low_quality;
+            for entry in message.entries {
                 let admitted = convert::new_entry(entry, now).and_then(|valid| {
-                    if !message.allow_low_quality {
+                    if !allow_low_quality {
                         settings.admits(valid.hash.algorithm(), valid.quality)?;
                     }
                     Ok(valid)

@@ -160,7 +160,9 @@ pub fn bank_to_pb(view: &BankView) -> pb::Bank {
 }
 
 /// An entry from the wire; `added_at` is the server's clock, whatever the client sent.
-pub fn new_entry(entry: &pb::Entry, now_ms: i64) -> Result<NewEntry, Error> {
+/// Takes the entry by value so that its labels move rather than copy: a bulk load converts
+/// millions.
+pub fn new_entry(entry: pb::Entry, now_ms: i64) -> Result<NewEntry, Error> {
     let hash = entry
         .hash
         .as_ref()
@@ -169,7 +171,7 @@ pub fn new_entry(entry: &pb::Entry, now_ms: i64) -> Result<NewEntry, Error> {
     Ok(NewEntry::new(
         hash_value(hash)?,
         &entry.id,
-        entry.labels.clone(),
+        entry.labels,
         &entry.source,
         &entry.note,
         now_ms,
