@@ -409,3 +409,28 @@ fn pruning_keeps_the_head_and_refuses_followers_behind_it() {
     assert!(position > horizon);
     assert_eq!(fresh.feed().unwrap().changes_since(position, 100).unwrap(), []);
 }
+
+#[test]
+fn pruning_in_small_batches_deletes_what_one_batch_would() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let backend = Backend::postgres(&url);
+    let writer = backend.open();
+    let bank = open_bank(writer.as_ref(), "TVEC");
+    let entries: Vec<NewEntry> = (1..=9).map(|i| entry(i, &format!("e{i}"))).collect();
+    add(writer.as_ref(), bank.id, &entries);
+    let feed = writer.feed().unwrap();
+    let all = feed.changes_since(0, 100).unwrap();
+    assert_eq!(all.len(), 10);
+
+    let store = PostgresStore::open(backend.scoped_url.as_deref().unwrap()).unwrap();
+    assert_eq!(store.prune_in_batches(Duration::ZERO, 3).unwrap(), 9);
+    assert_eq!(store.prune_in_batches(Duration::ZERO, 3).unwrap(), 0);
+    assert_eq!(feed.changes_since(all[8].seq, 100).unwrap(), all[9..]);
+    let refused = feed.changes_since(all[7].seq, 100);
+    assert!(
+        matches!(refused, Err(StoreError::Pruned { horizon, .. }) if horizon == all[8].seq),
+        "{refused:?}"
+    );
+}

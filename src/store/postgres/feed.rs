@@ -86,33 +86,60 @@ impl ChangeFeed for PostgresStore {
         })
     }
 
-    /// Under the write lock, so that the newest change (the head) is known and stays, and the
-    /// horizon moves with the deletion in one commit. One transaction: a first prune of a
-    /// long history holds writers back while it deletes.
     fn prune(&self, keep: Duration) -> Result<u64, StoreError> {
+        self.prune_in_batches(keep, PRUNE_BATCH)
+    }
+}
+
+/// Changes deleted per transaction when pruning: each holds the write lock, so that a first
+/// prune of a long history holds writers back for a moment at a time, not for the whole of it.
+const PRUNE_BATCH: i64 = 50_000;
+
+impl PostgresStore {
+    /// [`ChangeFeed::prune`], deleting at most `batch` changes per transaction. Each runs under
+    /// the write lock, so that the newest change (the head) is known and stays, and moves the
+    /// horizon with its deletion in one commit.
+    pub(in crate::store) fn prune_in_batches(&self, keep: Duration, batch: i64) -> Result<u64, StoreError> {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let mut client = self.client()?;
-        let mut txn = client.get().transaction()?;
-        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        let last: Option<i64> = txn
-            .query_one(
-                "SELECT max(seq) FROM changes \
-                 WHERE at < now() - $1::bigint * interval '1 millisecond' \
-                   AND seq < (SELECT max(seq) FROM changes)",
-                &[&keep_ms],
-            )?
-            .get(0);
-        let Some(last) = last else {
-            return Ok(0);
-        };
-        let pruned = txn.execute("DELETE FROM changes WHERE seq <= $1", &[&last])?;
-        txn.execute(
-            "INSERT INTO hashsieve_meta VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&HORIZON_KEY, &last.to_string()],
-        )?;
-        txn.commit()?;
-        Ok(pruned)
+        // The last change to prune, fixed by the first transaction.
+        let mut last: Option<i64> = None;
+        let mut pruned = 0;
+        loop {
+            let mut txn = client.get().transaction()?;
+            txn.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            let last = match last {
+                Some(last) => last,
+                None => {
+                    let found: Option<i64> = txn
+                        .query_one(
+                            "SELECT max(seq) FROM changes \
+                             WHERE at < now() - $1::bigint * interval '1 millisecond' \
+                               AND seq < (SELECT max(seq) FROM changes)",
+                            &[&keep_ms],
+                        )?
+                        .get(0);
+                    let Some(found) = found else {
+                        return Ok(0);
+                    };
+                    *last.insert(found)
+                }
+            };
+            let first: Option<i64> = txn.query_one("SELECT min(seq) FROM changes", &[])?.get(0);
+            let upto = first.map_or(last, |first| last.min(first.saturating_add(batch - 1)));
+            pruned += txn.execute("DELETE FROM changes WHERE seq <= $1", &[&upto])?;
+            // Another process may have pruned further between two batches: the horizon never
+            // moves back.
+            txn.execute(
+                "INSERT INTO hashsieve_meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE \
+                 SET value = greatest(hashsieve_meta.value::bigint, excluded.value::bigint)::text",
+                &[&HORIZON_KEY, &upto.to_string()],
+            )?;
+            txn.commit()?;
+            if upto >= last {
+                return Ok(pruned);
+            }
+        }
     }
 }
 
