@@ -184,14 +184,16 @@ impl ServerProcess {
         assert!(status.success());
     }
 
-    /// Waits up to `limit` for the process to exit, and returns how it did.
-    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    /// Waits up to `limit` for the process to exit, and returns how it did. Polls without
+    /// blocking the test's runtime: the test's connections to the server must go on running
+    /// to see its GOAWAY and close, or its graceful drain waits for them.
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         None
     }

@@ -63,17 +63,11 @@ impl Schema {
     /// Terminates every server connection of this schema's servers, as a database restart or
     /// a network failure would; returns how many there were.
     fn terminate_connections(&self) -> i64 {
-        off_runtime(|| {
-            let mut client = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
-            let row = client
-                .query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE application_name = $1",
-                    &[&self.name],
-                )
-                .unwrap();
-            row.get(0)
-        })
+        self.query_i64(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = '{}'",
+            self.name
+        ))
     }
 }
 
@@ -527,16 +521,7 @@ async fn a_replica_whose_unapplied_changes_were_pruned_restarts_from_a_fresh_sna
     // Resumed, B finds its next changes gone: it cannot catch up, so it shuts down with the
     // reason rather than serve a stale view.
     b.signal("CONT");
-    // Polled on this runtime rather than waited for on it: its connection to B must go on
-    // running to see B's GOAWAY and close, or B's drain waits for it.
-    let started = std::time::Instant::now();
-    let exit = loop {
-        let exit = b.child.try_wait().unwrap();
-        if exit.is_some() || started.elapsed() > std::time::Duration::from_secs(30) {
-            break exit;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let exit = b.wait_exit(std::time::Duration::from_secs(30)).await;
     assert!(
         exit.is_some_and(|status| !status.success()),
         "B exited with {exit:?}"

@@ -121,6 +121,7 @@ async fn sigterm_turns_health_off_refuses_new_calls_and_drains_the_ones_in_fligh
     assert_eq!(response.added, 2000);
     let exit = server
         .wait_exit(Duration::from_secs(10))
+        .await
         .expect("the server did not exit after draining");
     assert!(exit.success(), "exit status {exit}");
 
@@ -146,6 +147,7 @@ async fn a_call_outlasting_the_grace_period_does_not_keep_the_server_up() {
     server.terminate();
     let exit = server
         .wait_exit(Duration::from_secs(5))
+        .await
         .expect("the server outlived its grace period");
     assert!(exit.success(), "exit status {exit}");
     // The unfinished import was never acknowledged.
