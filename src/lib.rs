@@ -9,6 +9,7 @@
 //! - [`matcher`]: the core service: banks, entries, checks. Synchronous, transport-agnostic.
 //! - [`error`]: the core's error vocabulary.
 //! - [`grpc`]: the tonic adapter: wire types ⇄ domain types, one error mapping, the server.
+//! - [`metrics`]: Prometheus metrics of calls and of the core, served over HTTP.
 //! - [`cli`]: the `hashsieve` command line.
 //!
 //! Only `grpc` and `cli` know of gRPC; the core modules never import tonic or prost.
@@ -21,6 +22,7 @@ pub mod hash;
 pub mod hashlist;
 pub mod index;
 pub mod matcher;
+pub mod metrics;
 pub mod store;
 pub mod verdict;
 

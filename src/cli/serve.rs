@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 use super::{CliResult, parse_duration};
 use crate::grpc::{ApiKeys, ServeConfig, TlsFiles};
 use crate::matcher::{FollowConfig, Matcher, MatcherConfig};
+use crate::metrics::Metrics;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -79,6 +80,11 @@ pub struct ServeArgs {
     /// loads a fresh snapshot, when it finds changes it had yet to apply pruned.
     #[arg(long, env = "HASHSIEVE_FEED_RETENTION", value_parser = parse_duration, default_value = "7d")]
     feed_retention: std::time::Duration,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP, no key) on this address, e.g.
+    /// `0.0.0.0:9090`; none if unset. They name banks and count their matches: keep the port
+    /// inside the cluster.
+    #[arg(long, env = "HASHSIEVE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Fixes glibc's mmap threshold at 1 MiB, so every large allocation (the index's tables, a
@@ -156,6 +162,10 @@ pub fn run(args: ServeArgs) -> CliResult {
         if api_keys.is_empty() && !args.listen.ip().is_loopback() {
             tracing::warn!(address = %args.listen, "no API keys, yet listening beyond this machine: anyone who can reach it may change banks");
         }
+        let metrics = match args.metrics_listen {
+            Some(address) => Some(serve_metrics(address, matcher.clone()).await?),
+            None => None,
+        };
         let defaults = ServeConfig::default();
         let config = ServeConfig {
             shutdown_grace: args.shutdown_grace,
@@ -166,6 +176,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             api_keys,
             tls: tls_files(&args)?,
             max_lag: (!args.max_lag.is_zero()).then_some(args.max_lag),
+            metrics,
         };
         crate::grpc::serve(listener, matcher.clone(), config, shutdown)
             .await
@@ -180,6 +191,22 @@ pub fn run(args: ServeArgs) -> CliResult {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Starts the metrics endpoint on `address`; it serves until the process ends.
+async fn serve_metrics(address: SocketAddr, matcher: Arc<Matcher>) -> Result<Arc<Metrics>, String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new(matcher));
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+    tracing::info!(metrics_address = %bound, "serving metrics at /metrics");
+    Ok(metrics)
 }
 
 /// A `--store` value: only PostgreSQL URLs name another store.

@@ -10,6 +10,7 @@ mod banks;
 mod check;
 /// Wire ⇄ domain conversions; public for the fuzz targets.
 pub mod convert;
+mod metered;
 mod status;
 
 use std::future::Future;
@@ -62,6 +63,8 @@ pub struct ServeConfig {
     /// On a shared store, report NOT_SERVING while the replica's view is staler than this
     /// (see [`crate::matcher::FeedStatus::lag`]); `None` never does.
     pub max_lag: Option<Duration>,
+    /// Where every call is counted and timed, if anywhere.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// PEM contents of the server's TLS certificate and key, and of the CA that client
@@ -105,6 +108,7 @@ impl Default for ServeConfig {
             api_keys: ApiKeys::default(),
             tls: None,
             max_lag: Some(Duration::from_secs(60)),
+            metrics: None,
         }
     }
 }
@@ -152,6 +156,7 @@ pub async fn serve(
         tracing::info!(client_certificates = tls.client_ca.is_some(), "serving TLS");
     }
     let server = builder
+        .layer(metered::MeteredLayer::new(config.metrics.clone()))
         .layer(tower::util::MapResponseLayer::new(status::inbound_response))
         .layer(auth::AuthLayer::new(config.api_keys.clone()))
         .add_service(health_service)

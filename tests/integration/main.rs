@@ -13,6 +13,7 @@ mod durability;
 mod grpc;
 mod hostile;
 mod limits;
+mod metrics;
 mod pdq_reference;
 mod postgres;
 mod shutdown;

@@ -294,6 +294,41 @@ async fn status(server: &ServerProcess) -> pb::GetStatusResponse {
 }
 
 #[tokio::test]
+async fn a_replicas_progress_through_the_feed_is_exposed_as_metrics() {
+    let Some(schema) = Schema::create("metrics") else {
+        return;
+    };
+    let url = schema.store_url();
+    let args = ["--store", url.as_str(), "--metrics-listen", "127.0.0.1:0"];
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(dir.path(), &args);
+    let address = crate::metrics::metrics_address(&server);
+    let mut banks = pb::banks_client::BanksClient::new(connect(&server).await);
+    banks.create_bank(tvec()).await.unwrap();
+    add(&mut banks, BRIDGE_PDQ, "bridge").await;
+    // Bank creation and the entry are two changes; the feed applies its own writes too.
+    let started = std::time::Instant::now();
+    let text = loop {
+        let (_, text) = crate::metrics::http_get(&address, "/metrics").await;
+        if crate::metrics::sample(&text, "hashsieve_feed_position").is_some_and(|p| p >= 2.0) {
+            break text;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        crate::metrics::sample(&text, "hashsieve_feed_behind"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(crate::metrics::sample(&text, "hashsieve_feed_lag_seconds").is_some_and(|lag| lag < 20.0));
+    assert_eq!(
+        crate::metrics::sample(&text, r#"hashsieve_bank_entries{bank="TVEC"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
 async fn three_replicas_see_each_others_additions_and_removals() {
     const CHANGES: usize = 1000;
     let Some(schema) = Schema::create("replicas") else {
