@@ -8,10 +8,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::{CONTENT_TYPE, Metrics};
+
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves `metrics` on `listener` until `shutdown` completes. A scrape is one short request, so
 /// connections still open then are simply dropped.
@@ -37,7 +40,12 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl 
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(respond(&metrics, &request)) }
             });
+            // One request per connection, its head within a few seconds: an idle or slow
+            // client cannot hold connections open (scrapes come every few seconds at most).
             if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

@@ -38,13 +38,18 @@ fn check(hex: &str) -> pb::CheckHashesRequest {
     }
 }
 
-/// One HTTP/1.1 request; the head and the body of the answer.
+/// One HTTP/1.1 request; the head and the body of the answer. It asks for no `Connection:
+/// close`: the server closes every connection after one answer, or this fails.
 pub async fn http_get(address: &str, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
+    let read = stream.read_to_string(&mut answer);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("the metrics server kept the connection open")
+        .unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     (head.to_string(), body.to_string())
 }
