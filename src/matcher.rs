@@ -152,6 +152,52 @@ impl Catalog {
     }
 }
 
+/// One consistent view of the store: its banks with their entry counts, and an index of
+/// their entries.
+struct Snapshot {
+    banks: Vec<(Bank, u64)>,
+    index: IndexSet,
+}
+
+impl Snapshot {
+    fn read(store: &dyn Store) -> Result<Snapshot, Error> {
+        const BATCH: usize = 65_536;
+        let index = IndexSet::default();
+        let mut all_banks = Vec::new();
+        let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
+        store.load(
+            &mut |banks| {
+                // Room for every entry in each engine, as the store does not count them by
+                // algorithm: what an engine does not fill is address space, never touched, so
+                // never resident.
+                let stored: u64 = banks.iter().map(|(_, count)| count).sum();
+                for algorithm in Algorithm::ALL {
+                    index.get(algorithm).reserve(stored as usize);
+                }
+                all_banks = banks;
+            },
+            &mut |key, hash| {
+                let batch = batches.entry(hash.algorithm()).or_default();
+                batch.push((hash, key));
+                if batch.len() >= BATCH {
+                    index.get(hash.algorithm()).load_distinct(batch);
+                    batch.clear();
+                }
+            },
+        )?;
+        for (algorithm, batch) in batches {
+            index.get(algorithm).load_distinct(&batch);
+        }
+        for algorithm in Algorithm::ALL {
+            index.get(algorithm).settle();
+        }
+        Ok(Snapshot {
+            banks: all_banks,
+            index,
+        })
+    }
+}
+
 pub struct Matcher {
     config: MatcherConfig,
     store: Box<dyn Store>,
@@ -199,42 +245,29 @@ impl Matcher {
         Ok(matcher)
     }
 
-    /// Loads the banks and rebuilds the index from one snapshot of the store.
+    /// Loads the banks and rebuilds the index from one snapshot of the store: at start, and
+    /// again for a replica whose unapplied changes were pruned from the shared store's feed,
+    /// which it can no longer follow change by change. Local writes wait meanwhile; checks go
+    /// on against the old view until the new one takes its place, the bank list first, then
+    /// each algorithm's index. Memory holds both indexes for that moment.
     fn load(&self) -> Result<(), Error> {
-        const BATCH: usize = 65_536;
-        let mut batches: HashMap<Algorithm, Vec<(HashValue, EntryKey)>> = HashMap::new();
-        self.store.load(
-            &mut |banks| {
-                // Room for every entry in each engine, as the store does not count them by
-                // algorithm: what an engine does not fill is address space, never touched, so
-                // never resident.
-                let stored: u64 = banks.iter().map(|(_, count)| count).sum();
-                for algorithm in Algorithm::ALL {
-                    self.index.get(algorithm).reserve(stored as usize);
-                }
-                for (bank, count) in &banks {
-                    self.entry_counts.insert(bank.id, *count);
-                }
-                self.replace_catalog(|all| *all = banks.into_iter().map(|(bank, _)| bank).collect());
-            },
-            &mut |key, hash| {
-                let batch = batches.entry(hash.algorithm()).or_default();
-                batch.push((hash, key));
-                if batch.len() >= BATCH {
-                    self.index.get(hash.algorithm()).load_distinct(batch);
-                    batch.clear();
-                }
-            },
-        )?;
-        for (algorithm, batch) in batches {
-            self.index.get(algorithm).load_distinct(&batch);
+        let _writes = self.lock_writes();
+        let snapshot = Snapshot::read(self.store.as_ref())?;
+        self.install(snapshot);
+        Ok(())
+    }
+
+    fn install(&self, snapshot: Snapshot) {
+        let ids: std::collections::HashSet<BankId> = snapshot.banks.iter().map(|(bank, _)| bank.id).collect();
+        self.entry_counts.retain(|id, _| ids.contains(id));
+        for (bank, count) in &snapshot.banks {
+            self.entry_counts.insert(bank.id, *count);
         }
-        for algorithm in Algorithm::ALL {
-            self.index.get(algorithm).settle();
-        }
+        self.stats.retain(|id, _| ids.contains(id));
+        self.replace_catalog(|all| *all = snapshot.banks.into_iter().map(|(bank, _)| bank).collect());
+        self.index.replace_with(snapshot.index);
         let total: usize = Algorithm::ALL.iter().map(|a| self.index.get(*a).len()).sum();
         tracing::info!(entries = total, "index rebuilt from store");
-        Ok(())
     }
 
     pub fn config(&self) -> &MatcherConfig {

@@ -76,8 +76,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HASHSIEVE_FEED_POLL", value_parser = parse_duration, default_value = "500ms")]
     feed_poll: std::time::Duration,
     /// With `--store postgres://…`: delete changes older than this from the database's change
-    /// feed (`0s` keeps them all). A replica that stopped following for longer restarts, and
-    /// loads a fresh snapshot, when it finds changes it had yet to apply pruned.
+    /// feed (`0s` keeps them all). A replica that stopped following for longer loads a fresh
+    /// snapshot in place when it finds changes it had yet to apply pruned.
     #[arg(long, env = "HASHSIEVE_FEED_RETENTION", value_parser = parse_duration, default_value = "7d")]
     feed_retention: std::time::Duration,
     /// Serve Prometheus metrics (`GET /metrics`, plain HTTP, no key) on this address, e.g.
@@ -135,29 +135,11 @@ pub fn run(args: ServeArgs) -> CliResult {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, %store, elapsed_ms = started.elapsed().as_millis() as u64, "serving");
         let matcher = Arc::new(matcher);
-        // A replica that can no longer follow its store shuts down gracefully and exits with
-        // the reason, for its supervisor to restart it from a fresh snapshot.
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
         let follow_config = FollowConfig {
             poll: args.feed_poll,
             retention: (!args.feed_retention.is_zero()).then_some(args.feed_retention),
         };
-        let _follower = crate::matcher::follow(&matcher, follow_config, move |error| {
-            let _ = lost_tx.send(super::error_chain(&error));
-        });
-        let lost = Arc::new(std::sync::OnceLock::new());
-        let shutdown = {
-            let lost = lost.clone();
-            async move {
-                tokio::select! {
-                    () = shutdown_signal() => {}
-                    Ok(reason) = lost_rx => {
-                        tracing::error!(%reason, "shutting down: this replica cannot follow its store");
-                        let _ = lost.set(reason);
-                    }
-                }
-            }
-        };
+        let _follower = crate::matcher::follow(&matcher, follow_config);
         let api_keys = api_keys(&args)?;
         if api_keys.is_empty() && !args.listen.ip().is_loopback() {
             tracing::warn!(address = %args.listen, "no API keys, yet listening beyond this machine: anyone who can reach it may change banks");
@@ -178,16 +160,13 @@ pub fn run(args: ServeArgs) -> CliResult {
             max_lag: (!args.max_lag.is_zero()).then_some(args.max_lag),
             metrics,
         };
-        crate::grpc::serve(listener, matcher.clone(), config, shutdown)
+        crate::grpc::serve(listener, matcher.clone(), config, shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {}", super::error_chain(e.as_ref())))?;
         tokio::task::spawn_blocking(move || matcher.flush())
             .await
             .map_err(|e| format!("flushing the store failed: {e}"))?
             .map_err(|e| format!("cannot flush the store: {}", super::error_chain(&e)))?;
-        if let Some(reason) = lost.get() {
-            return Err(format!("stopped: {reason}"));
-        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

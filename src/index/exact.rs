@@ -31,6 +31,13 @@ impl ExactIndex {
     fn read(&self) -> RwLockReadGuard<'_, Table> {
         self.table.read().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Takes `fresh`'s entries in place of this index's, at once for lookups.
+    pub fn replace_with(&self, fresh: ExactIndex) {
+        let fresh = fresh.table.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut *self.write(), fresh);
+        drop(old);
+    }
 }
 
 impl HashIndex for ExactIndex {

@@ -206,6 +206,15 @@ impl<const WORDS: usize> MihIndex<WORDS> {
         state.tail_mapped = false;
     }
 
+    /// Takes `fresh`'s codes and tables in place of this index's, at once for searches. The
+    /// old ones are freed after the lock is let go.
+    pub fn replace_with(&self, fresh: MihIndex<WORDS>) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = fresh.state.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut *self.write(), fresh);
+        drop(old);
+    }
+
     fn to_code(&self, hash: &HashValue) -> Option<[u64; WORDS]> {
         super::to_code(self.algorithm, hash)
     }

@@ -148,6 +148,16 @@ impl IndexSet {
         }
     }
 
+    /// Takes every engine's contents from `fresh`, one engine after another.
+    pub fn replace_with(&self, fresh: IndexSet) {
+        self.pdq.replace_with(fresh.pdq);
+        self.phash.replace_with(fresh.phash);
+        self.dhash.replace_with(fresh.dhash);
+        self.ahash.replace_with(fresh.ahash);
+        self.md5.replace_with(fresh.md5);
+        self.sha256.replace_with(fresh.sha256);
+    }
+
     /// Removes a bank from every index; returns how many pairs went.
     pub fn remove_bank(&self, bank: BankId) -> usize {
         Algorithm::ALL

@@ -200,14 +200,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Starts a thread that keeps `matcher` following its store's changes, woken by the store's
 /// notifications and at least every `config.poll`, and pruning old changes; `None` for a
-/// store without a feed. The thread ends soon after the matcher is dropped, or after calling
-/// `on_lost` when this replica can no longer follow (changes it had yet to apply were pruned):
-/// only a restart, which loads a fresh snapshot, brings it up to date.
-pub fn follow(
-    matcher: &Arc<Matcher>,
-    config: FollowConfig,
-    on_lost: impl FnOnce(Error) + Send + 'static,
-) -> Option<JoinHandle<()>> {
+/// store without a feed. A replica that finds changes it had yet to apply pruned (it stalled
+/// for longer than the retention) loads a fresh snapshot in place and follows on from there.
+/// The thread ends soon after the matcher is dropped.
+pub fn follow(matcher: &Arc<Matcher>, config: FollowConfig) -> Option<JoinHandle<()>> {
     let mut listener = matcher.store.feed()?.listen();
     let matcher: Weak<Matcher> = Arc::downgrade(matcher);
     let prune_every = config.retention.map(|keep| keep.min(PRUNE_EVERY));
@@ -222,9 +218,18 @@ pub fn follow(
                 };
                 match strong.catch_up() {
                     Err(error @ Error::Store(StoreError::Pruned { .. })) => {
-                        tracing::error!(error = %error_chain(&error), "cannot follow the shared store any more");
-                        on_lost(error);
-                        return;
+                        tracing::warn!(error = %error_chain(&error), "changes not yet applied here were pruned: loading a fresh snapshot");
+                        match strong.load() {
+                            Ok(()) => {
+                                failing = false;
+                                tracing::info!(position = strong.store.feed().map_or(0, |f| f.position()), "following the shared store again from a fresh snapshot");
+                                continue;
+                            }
+                            Err(error) => {
+                                failing = true;
+                                tracing::warn!(error = %error_chain(&error), "cannot load a fresh snapshot; retrying");
+                            }
+                        }
                     }
                     Ok(()) if failing => {
                         failing = false;

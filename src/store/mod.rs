@@ -202,7 +202,7 @@ pub enum StoreError {
     /// The changes after `position` that this process has yet to apply were pruned (changes
     /// up to `horizon` are gone): it can only catch up by loading a fresh snapshot.
     #[error(
-        "the store pruned changes this process had not applied (applied up to {position}, pruned up to {horizon}); restart it to load a fresh snapshot"
+        "the store pruned changes this process had not applied (applied up to {position}, pruned up to {horizon}): it must load a fresh snapshot"
     )]
     Pruned { position: u64, horizon: u64 },
 }
