@@ -543,3 +543,42 @@ fn a_screenshot_of_a_page_matches_through_its_picture() {
     assert_eq!(outcome.verdict, Verdict::Block);
     assert_eq!(outcome.matches[0].view, View::Picture);
 }
+
+/// Loading a snapshot into a running matcher (what a replica behind a pruned feed does)
+/// leaves it exactly as the store has it: removed entries and deleted banks gone, the rest
+/// matchable, counts right, and the match counters of surviving banks kept.
+#[test]
+fn a_snapshot_loaded_in_place_replaces_the_whole_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    for bank in ["KEEP", "GONE"] {
+        matcher.create_bank(name(bank), settings(Action::Block)).unwrap();
+    }
+    let kept = [entry(pdq(0x11, 0), "kept"), entry(pdq(0x22, 0), "removed")];
+    matcher.add_entries(&name("KEEP"), &kept, true).unwrap();
+    matcher
+        .add_entries(&name("GONE"), &[entry(pdq(0x44, 0), "gone")], true)
+        .unwrap();
+    assert_eq!(
+        matcher.check_hashes(&[pdq(0x11, 3)], &[]).unwrap().matches.len(),
+        1
+    );
+    matcher
+        .remove_entries(&name("KEEP"), &[], &["removed".into()])
+        .unwrap();
+    matcher.delete_bank(&name("GONE")).unwrap();
+
+    matcher.load().unwrap();
+
+    let found = |fill: u8| matcher.check_hashes(&[pdq(fill, 0)], &[]).unwrap().matches.len();
+    assert_eq!((found(0x11), found(0x22), found(0x44)), (1, 0, 0));
+    let banks = matcher.banks();
+    assert_eq!(banks.len(), 1);
+    assert_eq!((banks[0].entry_count, banks[0].match_count), (1, 2));
+    assert!(matcher.bank(&name("GONE")).is_err());
+    // Writes go on as before.
+    matcher
+        .add_entries(&name("KEEP"), &[entry(pdq(0x55, 0), "new")], true)
+        .unwrap();
+    assert_eq!(found(0x55), 1);
+}
