@@ -735,13 +735,15 @@ def check_live(docs: dict[Path, list], binary: Path | None, envoy: Path | None) 
         tmpdir = Path(tmp)
         try:
             ports = [free_port() for _ in range(3)]
-            # The ConfigMap's settings (those the binary reads), each replica on its own port and
+            metrics_ports = [free_port() for _ in range(3)]
+            # The ConfigMap's settings (those the binary reads), each replica on its own ports and
             # with its own embedded store: the shared store is not what this run tests.
             base = {k: v for k, v in cm.items() if k in known or not k.startswith("HASHSIEVE_")}
             for i, port in enumerate(ports):
                 env = {
                     **os.environ, **base,
                     "HASHSIEVE_LISTEN": f"127.0.0.1:{port}",
+                    "HASHSIEVE_METRICS_LISTEN": f"127.0.0.1:{metrics_ports[i]}",
                     "HASHSIEVE_DATA_DIR": str(tmpdir / f"data-{i}"),
                     "HASHSIEVE_API_KEYS": line,
                     "HASHSIEVE_SHUTDOWN_GRACE": "5s",
@@ -755,6 +757,13 @@ def check_live(docs: dict[Path, list], binary: Path | None, envoy: Path | None) 
             if not R.expect(up, f"three replicas serving on 127.0.0.1:{','.join(map(str, ports))} with the ConfigMap's settings"):
                 return
             statuses = {s: health(ports[0], s) for s in ("", HEALTH_SERVICE, "hashsieve.v1.Banks")}
+            if "HASHSIEVE_METRICS_LISTEN" in base:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_ports[0]}/metrics", timeout=5) as reply:
+                        scraped = reply.status == 200 and "grpc_server_handled_total" in reply.read().decode()
+                except OSError:
+                    scraped = False
+                R.expect(scraped, "GET /metrics on the metrics port counts the health checks")
             R.expect(
                 all(v == "SERVING" for v in statuses.values()),
                 "grpc.health.v1 without a key: " + ", ".join(f"{s or EMPTY} {v}" for s, v in statuses.items()),
