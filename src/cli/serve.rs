@@ -179,11 +179,7 @@ async fn serve_metrics(address: SocketAddr, matcher: Arc<Matcher>) -> Result<Arc
         .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new(matcher));
-    tokio::spawn(crate::metrics::serve(
-        listener,
-        metrics.clone(),
-        std::future::pending(),
-    ));
+    tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
     tracing::info!(metrics_address = %bound, "serving metrics at /metrics");
     Ok(metrics)
 }

@@ -16,40 +16,32 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use prost::Message;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::metrics::{Method, Metrics};
 use crate::proto;
 
-/// gRPC status codes as go-grpc-prometheus spells them in `grpc_code`.
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "Canceled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
-
-/// The name of a `grpc-status` value; anything else is `Unknown`, as gRPC reads it.
-fn code_name(status: &[u8]) -> &'static str {
-    std::str::from_utf8(status)
-        .ok()
-        .and_then(|text| text.parse::<usize>().ok())
-        .and_then(|code| CODE_NAMES.get(code))
-        .copied()
-        .unwrap_or(CODE_NAMES[2])
+/// The `grpc_code` label of `code`, as go-grpc-prometheus spells it.
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
 }
 
 /// Every method the server serves, by request path, read from the services' descriptors so
@@ -157,7 +149,7 @@ where
             let response = match response.await {
                 Ok(response) => response,
                 Err(error) => {
-                    call.end(CODE_NAMES[2]);
+                    call.end(Code::Unknown);
                     return Err(error);
                 }
             };
@@ -165,7 +157,7 @@ where
             let code = parts
                 .headers
                 .get("grpc-status")
-                .map(|value| code_name(value.as_bytes()));
+                .map(|value| Code::from_bytes(value.as_bytes()));
             let body = MeteredBody {
                 inner: body,
                 call: Some(call),
@@ -184,9 +176,9 @@ struct Call {
 }
 
 impl Call {
-    fn end(self, code: &'static str) {
+    fn end(self, code: Code) {
         self.metrics
-            .call_handled(self.method, code, self.started.elapsed());
+            .call_handled(self.method, code_label(code), self.started.elapsed());
     }
 }
 
@@ -195,11 +187,11 @@ struct MeteredBody {
     inner: tonic::body::Body,
     call: Option<Call>,
     /// The status in the response headers, for a call that failed before any message.
-    code: Option<&'static str>,
+    code: Option<Code>,
 }
 
 impl MeteredBody {
-    fn end(&mut self, code: &'static str) {
+    fn end(&mut self, code: Code) {
         if let Some(call) = self.call.take() {
             call.end(code);
         }
@@ -221,19 +213,12 @@ impl http_body::Body for MeteredBody {
                     .trailers_ref()
                     .and_then(|trailers| trailers.get("grpc-status"))
                 {
-                    let code = code_name(code.as_bytes());
-                    self.end(code);
+                    self.end(Code::from_bytes(code.as_bytes()));
                 }
             }
-            Poll::Ready(Some(Err(status))) => {
-                let code = CODE_NAMES
-                    .get(status.code() as usize)
-                    .copied()
-                    .unwrap_or(CODE_NAMES[2]);
-                self.end(code);
-            }
+            Poll::Ready(Some(Err(status))) => self.end(status.code()),
             Poll::Ready(None) => {
-                let code = self.code.unwrap_or(CODE_NAMES[2]);
+                let code = self.code.unwrap_or(Code::Unknown);
                 self.end(code);
             }
             Poll::Pending => {}
@@ -254,7 +239,7 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // A trailers-only response may never be polled; any other body dropped before its
         // status is a call the client abandoned.
-        let code = self.code.unwrap_or(CODE_NAMES[1]);
+        let code = self.code.unwrap_or(Code::Cancelled);
         self.end(code);
     }
 }
@@ -296,18 +281,13 @@ mod tests {
 
     #[test]
     fn status_values_are_named_as_go_grpc_prometheus_names_them() {
-        assert_eq!(code_name(b"0"), "OK");
-        assert_eq!(code_name(b"5"), "NotFound");
-        assert_eq!(code_name(b"16"), "Unauthenticated");
-        assert_eq!(code_name(b"17"), "Unknown");
-        assert_eq!(code_name(b"x"), "Unknown");
-        assert_eq!(
-            CODE_NAMES[tonic::Code::ResourceExhausted as usize],
-            "ResourceExhausted"
-        );
-        assert_eq!(
-            CODE_NAMES[tonic::Code::Unauthenticated as usize],
-            "Unauthenticated"
-        );
+        let label = |header: &[u8]| code_label(Code::from_bytes(header));
+        assert_eq!(label(b"0"), "OK");
+        assert_eq!(label(b"1"), "Canceled");
+        assert_eq!(label(b"5"), "NotFound");
+        assert_eq!(label(b"8"), "ResourceExhausted");
+        assert_eq!(label(b"16"), "Unauthenticated");
+        assert_eq!(label(b"17"), "Unknown");
+        assert_eq!(label(b"x"), "Unknown");
     }
 }

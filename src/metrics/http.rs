@@ -1,7 +1,6 @@
 //! The scrape endpoint: `GET /metrics` over HTTP/1.1, on its own listener.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,16 +15,11 @@ use super::{CONTENT_TYPE, Metrics};
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves `metrics` on `listener` until `shutdown` completes. A scrape is one short request, so
-/// connections still open then are simply dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+/// Serves `metrics` on `listener` for as long as the runtime runs: a scrape is one short
+/// request, so nothing needs draining when the process ends.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let stream = match accepted {
+        let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
                 // Out of file descriptors, say: wait a moment rather than spin.
