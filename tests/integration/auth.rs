@@ -2,7 +2,7 @@
 //! without a valid key are refused with the right code and logged without the key, health
 //! stays open, and every change to a bank leaves an audit line naming who made it.
 
-use crate::common::ServerProcess;
+use crate::common::{ServerProcess, block_bank, with_key};
 use hashsieve::grpc::{Role, key_line};
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
@@ -14,16 +14,6 @@ use tonic_health::pb::health_client::HealthClient;
 const READER_KEY: &str = "hsk_reader-secret-0123456789";
 const ADMIN_KEY: &str = "hsk_admin-secret-9876543210";
 
-fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(key) = key {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    }
-    request
-}
-
 fn check() -> pb::CheckHashesRequest {
     pb::CheckHashesRequest {
         hashes: vec![pb::HashValue {
@@ -31,17 +21,6 @@ fn check() -> pb::CheckHashesRequest {
             hex: "0".repeat(32),
         }],
         banks: vec![],
-    }
-}
-
-fn create(name: &str) -> pb::CreateBankRequest {
-    pb::CreateBankRequest {
-        bank: Some(pb::Bank {
-            name: name.into(),
-            action: pb::Action::Block as i32,
-            enabled: Some(true),
-            ..Default::default()
-        }),
     }
 }
 
@@ -73,13 +52,13 @@ async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
         .await
         .unwrap();
     let status = banks
-        .create_bank(with_key(create("TVEC"), Some(READER_KEY)))
+        .create_bank(with_key(block_bank("TVEC"), Some(READER_KEY)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     // An admin does both.
     banks
-        .create_bank(with_key(create("TVEC"), Some(ADMIN_KEY)))
+        .create_bank(with_key(block_bank("TVEC"), Some(ADMIN_KEY)))
         .await
         .unwrap();
     let entries = pb::AddEntriesRequest {

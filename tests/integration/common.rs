@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hashsieve::grpc::ServeConfig;
 use hashsieve::matcher::{Matcher, MatcherConfig};
+use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;
 use tokio::sync::oneshot;
@@ -78,6 +79,37 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data_dir, dir)
     }
+}
+
+/// A PDQ hash as the wire carries it.
+pub fn pdq(hex: &str) -> pb::HashValue {
+    pb::HashValue {
+        algorithm: pb::Algorithm::Pdq as i32,
+        hex: hex.into(),
+    }
+}
+
+/// A request creating an enabled bank whose matches block.
+pub fn block_bank(name: &str) -> pb::CreateBankRequest {
+    pb::CreateBankRequest {
+        bank: Some(pb::Bank {
+            name: name.into(),
+            action: pb::Action::Block as i32,
+            enabled: Some(true),
+            ..Default::default()
+        }),
+    }
+}
+
+/// `message` carrying `key` as a Bearer API key, or no key.
+pub fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
 }
 
 pub fn testdata(path: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! End-to-end: every RPC of `hashsieve.v1` through the generated clients against a real server
 //! on 127.0.0.1:0, including the error statuses.
 
-use crate::common::{TestServer, read_testdata};
+use crate::common::{TestServer, pdq, read_testdata};
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use tokio_stream::StreamExt;
@@ -21,13 +21,6 @@ fn bank(name: &str, action: pb::Action) -> pb::CreateBankRequest {
             enabled: Some(true),
             ..Default::default()
         }),
-    }
-}
-
-fn pdq(hex: &str) -> pb::HashValue {
-    pb::HashValue {
-        algorithm: pb::Algorithm::Pdq as i32,
-        hex: hex.into(),
     }
 }
 

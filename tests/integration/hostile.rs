@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use crate::common::{ServerProcess, read_testdata, testdata};
+use crate::common::{ServerProcess, block_bank, read_testdata, testdata};
 use bytes::{Buf, BufMut};
 use hashsieve::hash::decode::{DecodeLimits, decode_image};
 use hashsieve::proto as pb;
@@ -173,17 +173,7 @@ async fn channel(server: &ServerProcess) -> Channel {
 /// A bank `TVEC` holding the bridge photo's PDQ hash, which the corpus refers to.
 async fn set_up(channel: &Channel) {
     let mut banks = pb::banks_client::BanksClient::new(channel.clone());
-    banks
-        .create_bank(pb::CreateBankRequest {
-            bank: Some(pb::Bank {
-                name: "TVEC".into(),
-                action: pb::Action::Block as i32,
-                enabled: Some(true),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    banks.create_bank(block_bank("TVEC")).await.unwrap();
     let entry = pb::Entry {
         hash: Some(pb::HashValue {
             algorithm: pb::Algorithm::Pdq as i32,

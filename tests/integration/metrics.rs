@@ -7,7 +7,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::common::ServerProcess;
+use crate::common::{ServerProcess, block_bank, pdq, with_key};
 use hashsieve::grpc::{Role, key_line};
 use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
@@ -17,18 +17,7 @@ const ADMIN_KEY: &str = "hsk_admin-secret-for-metrics";
 const STORED: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
 
 fn keyed<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN_KEY}").parse().unwrap());
-    request
-}
-
-fn pdq(hex: &str) -> pb::HashValue {
-    pb::HashValue {
-        algorithm: pb::Algorithm::Pdq as i32,
-        hex: hex.into(),
-    }
+    with_key(message, Some(ADMIN_KEY))
 }
 
 fn check(hex: &str) -> pb::CheckHashesRequest {
@@ -96,17 +85,7 @@ async fn calls_banks_and_memory_are_exposed_for_prometheus() {
     // Refused by the key check before any service sees it.
     let refused = matcher.check_hashes(check(STORED)).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
-    banks
-        .create_bank(keyed(pb::CreateBankRequest {
-            bank: Some(pb::Bank {
-                name: "TVEC".into(),
-                action: pb::Action::Block as i32,
-                enabled: Some(true),
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap();
+    banks.create_bank(keyed(block_bank("TVEC"))).await.unwrap();
     let entries = ["0".repeat(64), STORED.to_string()].map(|hex| pb::Entry {
         hash: Some(pdq(&hex)),
         ..Default::default()

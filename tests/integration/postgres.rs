@@ -2,7 +2,7 @@
 //! the database and survive a restart. Needs `HASHSIEVE_TEST_DATABASE_URL` (`.ci/run` sets
 //! it); without it these tests say they were skipped and pass.
 
-use crate::common::ServerProcess;
+use crate::common::{ServerProcess, block_bank, pdq};
 use hashsieve::proto as pb;
 use tonic::transport::Channel;
 
@@ -89,13 +89,6 @@ async fn connect(server: &ServerProcess) -> Channel {
         .unwrap()
 }
 
-fn pdq(hex: &str) -> pb::HashValue {
-    pb::HashValue {
-        algorithm: pb::Algorithm::Pdq as i32,
-        hex: hex.into(),
-    }
-}
-
 #[tokio::test]
 async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
     let Some(schema) = Schema::create("restart") else {
@@ -107,17 +100,7 @@ async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
     let server = ServerProcess::start_with(data_dir.path(), &args);
     let channel = connect(&server).await;
     let mut banks = pb::banks_client::BanksClient::new(channel.clone());
-    banks
-        .create_bank(pb::CreateBankRequest {
-            bank: Some(pb::Bank {
-                name: "TVEC".into(),
-                action: pb::Action::Block as i32,
-                enabled: Some(true),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    banks.create_bank(block_bank("TVEC")).await.unwrap();
     let entries = vec![
         pb::Entry {
             hash: Some(pdq(BRIDGE_PDQ)),
@@ -203,17 +186,6 @@ fn random_hashes(seed: u64, count: usize) -> Vec<String> {
     (0..count)
         .map(|_| (0..4).map(|_| format!("{:016x}", next())).collect())
         .collect()
-}
-
-fn tvec() -> pb::CreateBankRequest {
-    pb::CreateBankRequest {
-        bank: Some(pb::Bank {
-            name: "TVEC".into(),
-            action: pb::Action::Block as i32,
-            enabled: Some(true),
-            ..Default::default()
-        }),
-    }
 }
 
 async fn add(
@@ -304,7 +276,7 @@ async fn a_replicas_progress_through_the_feed_is_exposed_as_metrics() {
     let server = ServerProcess::start_with(dir.path(), &args);
     let address = crate::metrics::metrics_address(&server);
     let mut banks = pb::banks_client::BanksClient::new(connect(&server).await);
-    banks.create_bank(tvec()).await.unwrap();
+    banks.create_bank(block_bank("TVEC")).await.unwrap();
     add(&mut banks, BRIDGE_PDQ, "bridge").await;
     // Bank creation and the entry are two changes; the feed applies its own writes too.
     let started = std::time::Instant::now();
@@ -349,7 +321,7 @@ async fn three_replicas_see_each_others_additions_and_removals() {
         banks.push(pb::banks_client::BanksClient::new(channel.clone()));
         matchers.push(pb::matcher_client::MatcherClient::new(channel));
     }
-    banks[0].create_bank(tvec()).await.unwrap();
+    banks[0].create_bank(block_bank("TVEC")).await.unwrap();
     // The bank reaches the others through the feed too.
     for bank in &mut banks[1..] {
         let started = std::time::Instant::now();
@@ -459,7 +431,7 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
     let a = ServerProcess::start_on("127.0.0.1:0", dir_a.path(), &args);
     let b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &args);
     let mut banks_a = pb::banks_client::BanksClient::new(connect(&a).await);
-    banks_a.create_bank(tvec()).await.unwrap();
+    banks_a.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(11, 300);
     for (i, hash) in hashes[..100].iter().enumerate() {
         add(&mut banks_a, hash, &format!("e{i}")).await;
@@ -480,7 +452,7 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
         })
         .await
         .unwrap();
-    let mut other = tvec();
+    let mut other = block_bank("TVEC");
     other.bank.as_mut().unwrap().name = "OTHER".into();
     banks_a.create_bank(other).await.unwrap();
     banks_a
@@ -537,7 +509,7 @@ async fn a_replica_whose_unapplied_changes_were_pruned_reloads_a_fresh_snapshot_
     let a = ServerProcess::start_on("127.0.0.1:0", dir_a.path(), &pruning);
     let mut b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &keeping);
     let mut banks_a = pb::banks_client::BanksClient::new(connect(&a).await);
-    banks_a.create_bank(tvec()).await.unwrap();
+    banks_a.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(21, 4);
     add(&mut banks_a, &hashes[0], "e0").await;
     let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
@@ -708,7 +680,7 @@ async fn a_replica_cut_off_from_the_database_stops_serving_and_recovers() {
         &["--store", &through, "--max-lag", "1s", "--feed-poll", "100ms"],
     );
     let mut banks = pb::banks_client::BanksClient::new(connect(&writer).await);
-    banks.create_bank(tvec()).await.unwrap();
+    banks.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(13, 2);
     add(&mut banks, &hashes[0], "before").await;
     let mut matcher = pb::matcher_client::MatcherClient::new(connect(&cut_off).await);
