@@ -5,7 +5,7 @@
 //! under one writer lock, so the index always equals the store's committed state and a
 //! concurrent check never sees an entry that a crash could lose.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -21,7 +21,7 @@ use crate::hash::{
     hash_image,
 };
 use crate::index::{IndexHit, IndexSet};
-use crate::store::{EmbeddedStore, PostgresStore, Store, StoreError};
+use crate::store::{EmbeddedStore, MatchRecord, PostgresStore, Store, StoreError};
 use crate::verdict::{Match, Verdict, decide, sort_matches};
 
 /// Settings of the matcher.
@@ -36,6 +36,8 @@ pub struct MatcherConfig {
     /// A `postgres://` URL: keep banks and entries in that shared database instead of the
     /// embedded store in `data_dir`.
     pub postgres_url: Option<String>,
+    /// Matches the store's match log keeps (the newest; older ones are deleted).
+    pub match_log_keep: u64,
 }
 
 impl MatcherConfig {
@@ -46,18 +48,26 @@ impl MatcherConfig {
             max_matches: 1000,
             store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             postgres_url: None,
+            match_log_keep: DEFAULT_MATCH_LOG_KEEP,
         }
     }
 }
+
+/// Default of [`MatcherConfig::match_log_keep`]: at about 300 bytes a match, 30 MB of store.
+pub const DEFAULT_MATCH_LOG_KEEP: u64 = 100_000;
 
 /// A bank with its live counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BankView {
     pub bank: Bank,
     pub entry_count: u64,
-    /// Checks it matched since start.
+    /// Checks that matched it, on every process sharing the store, since it was created (as
+    /// this process last read the store's counts, which it does every few seconds).
     pub match_count: u64,
     pub last_match_ms: Option<i64>,
+    /// Checks that matched it in this process since it started: what metrics count, so that
+    /// summing over replicas counts each check once.
+    pub matches_here: u64,
 }
 
 /// The answer to a check.
@@ -108,23 +118,8 @@ pub struct AddOutcome {
     pub updated: u64,
 }
 
-/// Matches kept for [`Matcher::recent_matches`]; older ones are dropped.
+/// Most matches [`Matcher::recent_matches`] lists at once.
 pub const RECENT_MATCHES: usize = 1000;
-
-/// A match as the recent-matches view shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecentMatch {
-    pub matched_at_ms: i64,
-    /// The verdict of the whole check.
-    pub verdict: Verdict,
-    pub found: Match,
-}
-
-#[derive(Default)]
-struct BankStats {
-    match_count: u64,
-    last_match_ms: Option<i64>,
-}
 
 /// The banks as one immutable snapshot, swapped whole on change, so a check reads a
 /// consistent set without holding a lock.
@@ -204,10 +199,10 @@ pub struct Matcher {
     index: IndexSet,
     catalog: RwLock<Arc<Catalog>>,
     entry_counts: DashMap<BankId, u64>,
-    stats: DashMap<BankId, BankStats>,
-    /// The last [`RECENT_MATCHES`] matches, newest at the back. In memory only: it is an
-    /// operator's view of what is matching now, not a record.
-    recent: Mutex<VecDeque<RecentMatch>>,
+    /// Checks that matched each bank in this process (for metrics).
+    matches_here: DashMap<BankId, u64>,
+    /// Matches on their way to the store's match log, and the banks' match counts.
+    match_log: MatchLog,
     /// Serialises writes, and the applying of a shared store's changes, so the index applies
     /// them in the store's commit order.
     write_lock: Mutex<()>,
@@ -232,12 +227,12 @@ impl Matcher {
         };
         let matcher = Matcher {
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            match_log: MatchLog::new(config.match_log_keep),
             config,
             store,
             index: IndexSet::default(),
             entry_counts: DashMap::new(),
-            stats: DashMap::new(),
-            recent: Mutex::new(VecDeque::with_capacity(RECENT_MATCHES)),
+            matches_here: DashMap::new(),
             write_lock: Mutex::new(()),
             following: Mutex::new(follow::Following::new()),
         };
@@ -263,7 +258,7 @@ impl Matcher {
         for (bank, count) in &snapshot.banks {
             self.entry_counts.insert(bank.id, *count);
         }
-        self.stats.retain(|id, _| ids.contains(id));
+        self.matches_here.retain(|id, _| ids.contains(id));
         self.replace_catalog(|all| *all = snapshot.banks.into_iter().map(|(bank, _)| bank).collect());
         self.index.replace_with(snapshot.index);
         let total: usize = Algorithm::ALL.iter().map(|a| self.index.get(*a).len()).sum();
@@ -358,16 +353,17 @@ impl Matcher {
         self.replace_catalog(|banks| banks.retain(|b| b.id != id));
         self.index.remove_bank(id);
         self.entry_counts.remove(&id);
-        self.stats.remove(&id);
+        self.matches_here.remove(&id);
     }
 
     fn view(&self, bank: &Bank) -> BankView {
-        let stats = self.stats.get(&bank.id);
+        let matches = self.match_log.count(bank.id);
         BankView {
             bank: bank.clone(),
             entry_count: self.entry_counts.get(&bank.id).map(|c| *c).unwrap_or(0),
-            match_count: stats.as_ref().map(|s| s.match_count).unwrap_or(0),
-            last_match_ms: stats.as_ref().and_then(|s| s.last_match_ms),
+            match_count: matches.checks,
+            last_match_ms: (matches.checks > 0).then_some(matches.last_match_ms),
+            matches_here: self.matches_here.get(&bank.id).map(|c| *c).unwrap_or(0),
         }
     }
 
@@ -490,6 +486,11 @@ impl Matcher {
     /// Makes every write so far durable, those of a load cut short included: the last thing a
     /// server does on a graceful shutdown.
     pub fn flush(&self) -> Result<(), Error> {
+        // The match log is a record for people, not an acknowledged write: failing to write
+        // its last matches is worth a warning, not a failed shutdown.
+        if let Err(error) = self.match_log.flush(self.store.as_ref(), false) {
+            tracing::warn!(error = %crate::error::error_chain(&error), "cannot write the last queued matches to the match log");
+        }
         let _writes = self.lock_writes();
         self.store.sync()?;
         Ok(())
@@ -770,51 +771,55 @@ impl Matcher {
         })
     }
 
-    /// Counts the check once for each bank it matched, and logs it.
+    /// Counts the check once for each bank it matched, and queues its matches for the
+    /// match log.
     fn record_matches(&self, matches: &[Match], banks: &HashMap<BankId, Arc<Bank>>, verdict: Verdict) {
         if matches.is_empty() {
             return;
         }
         let now = now_ms();
-        let mut matched: Vec<&str> = Vec::new();
-        for bank in banks
+        let matched: Vec<&Arc<Bank>> = banks
             .values()
             .filter(|b| matches.iter().any(|m| m.bank == b.name))
-        {
-            let mut stats = self.stats.entry(bank.id).or_default();
-            stats.match_count += 1;
-            stats.last_match_ms = Some(now);
-            matched.push(bank.name.as_str());
+            .collect();
+        for bank in &matched {
+            *self.matches_here.entry(bank.id).or_default() += 1;
         }
-        // Debug, not info: a busy platform matches many times a second, and the recent-match
-        // list and per-bank counters already record it.
-        tracing::debug!(matches = matches.len(), ?verdict, banks = ?matched, "check matched");
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        for found in matches.iter().take(RECENT_MATCHES) {
-            if recent.len() == RECENT_MATCHES {
-                recent.pop_front();
-            }
-            recent.push_back(RecentMatch {
+        // Debug, not info: a busy platform matches many times a second, and the match log
+        // and per-bank counters already record it.
+        tracing::debug!(matches = matches.len(), ?verdict, banks = ?matched.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), "check matched");
+        let records = matches.iter().filter_map(|found| {
+            let bank = matched.iter().find(|b| b.name == found.bank)?;
+            Some(MatchRecord {
+                bank: bank.id,
                 matched_at_ms: now,
                 verdict,
                 found: found.clone(),
-            });
-        }
+            })
+        });
+        let ids: Vec<BankId> = matched.iter().map(|b| b.id).collect();
+        self.match_log.push(records, &ids, now);
     }
 
-    /// The most recent matches, newest first, optionally of one bank.
-    pub fn recent_matches(&self, bank: Option<&BankName>, limit: usize) -> Result<Vec<RecentMatch>, Error> {
-        if let Some(name) = bank {
-            self.catalog().get(name)?;
-        }
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(recent
-            .iter()
-            .rev()
-            .filter(|r| bank.is_none_or(|name| r.found.bank == *name))
-            .take(limit)
-            .cloned()
-            .collect())
+    /// The most recent matches of every process sharing the store, newest first, optionally
+    /// of one bank, at most [`RECENT_MATCHES`]. This process's queued matches are written first, so they are listed.
+    pub fn recent_matches(&self, bank: Option<&BankName>, limit: usize) -> Result<Vec<MatchRecord>, Error> {
+        let bank = bank
+            .map(|name| self.catalog().get(name).map(|b| b.id))
+            .transpose()?;
+        self.match_log.flush(self.store.as_ref(), false)?;
+        Ok(self.store.recent_matches(bank, limit.min(RECENT_MATCHES))?)
+    }
+
+    /// Writes queued matches to the store and reads every bank's match count back from it:
+    /// what the match-log thread does now and then, done now.
+    pub fn flush_match_log(&self) -> Result<(), Error> {
+        Ok(self.match_log.flush(self.store.as_ref(), true)?)
+    }
+
+    /// Matches dropped unwritten because the store could not take them for too long.
+    pub fn match_log_dropped(&self) -> u64 {
+        self.match_log.dropped()
     }
 }
 
@@ -836,7 +841,10 @@ pub fn now_ms() -> i64 {
 }
 
 mod follow;
+mod match_log;
 #[cfg(test)]
 mod tests;
 
 pub use follow::{FeedStatus, FollowConfig, follow};
+use match_log::MatchLog;
+pub use match_log::{FLUSH_EVERY as MATCH_LOG_FLUSH_EVERY, keep_flushing};

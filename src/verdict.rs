@@ -1,10 +1,13 @@
 //! The verdict of a check: what the matching banks, together, ask for.
 
+use serde::{Deserialize, Serialize};
+
 use crate::bank::{Action, BankName};
 use crate::hash::{HashValue, Transform, View};
 
-/// The overall answer of a check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The overall answer of a check. Stored in the match log by variant index: add variants at
+/// the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     NoMatch,
     Review,
@@ -13,8 +16,9 @@ pub enum Verdict {
     Allowed,
 }
 
-/// One stored hash within its bank's threshold of a query hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One stored hash within its bank's threshold of a query hash. Stored in the match log
+/// (postcard, fields in order): add fields at the end, with defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Match {
     pub bank: BankName,
     pub entry_id: String,

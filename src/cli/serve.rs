@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// inside the cluster.
     #[arg(long, env = "HASHSIEVE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Matches the store's match log keeps, the newest (`hashsieve matches` lists them;
+    /// about 300 bytes each). Shared by all replicas of a PostgreSQL store.
+    #[arg(long, env = "HASHSIEVE_MATCH_LOG_KEEP", default_value_t = crate::matcher::DEFAULT_MATCH_LOG_KEEP)]
+    match_log_keep: u64,
 }
 
 /// Fixes glibc's mmap threshold at 1 MiB, so every large allocation (the index's tables, a
@@ -114,6 +118,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     config.decode_limits.max_pixels = args.max_image_pixels;
     config.store_cache_bytes = args.store_cache_mb << 20;
     config.postgres_url = args.store.clone();
+    config.match_log_keep = args.match_log_keep;
     let store = match &args.store {
         Some(url) => without_password(url),
         None => args.data_dir.display().to_string(),
@@ -140,6 +145,8 @@ pub fn run(args: ServeArgs) -> CliResult {
             retention: (!args.feed_retention.is_zero()).then_some(args.feed_retention),
         };
         let _follower = crate::matcher::follow(&matcher, follow_config);
+        let _match_log = crate::matcher::keep_flushing(&matcher)
+            .map_err(|e| format!("cannot start the match log's thread: {e}"))?;
         let api_keys = api_keys(&args)?;
         if api_keys.is_empty() && !args.listen.ip().is_loopback() {
             tracing::warn!(address = %args.listen, "no API keys, yet listening beyond this machine: anyone who can reach it may change banks");

@@ -9,8 +9,9 @@ use crate::bank::{
 };
 use crate::error::Error;
 use crate::hash::{Algorithm, ComputedHash, HashValue, Transform, View};
-use crate::matcher::{BankView, CheckOutcome, RecentMatch};
+use crate::matcher::{BankView, CheckOutcome};
 use crate::proto as pb;
+use crate::store::MatchRecord;
 use crate::verdict::{Match, Verdict};
 
 pub fn algorithm(value: i32) -> Result<Algorithm, Error> {
@@ -249,7 +250,7 @@ pub fn check_response(outcome: &CheckOutcome) -> pb::CheckResponse {
     }
 }
 
-pub fn recent_match_to_pb(recent: &RecentMatch) -> pb::RecentMatch {
+pub fn recent_match_to_pb(recent: &MatchRecord) -> pb::RecentMatch {
     pb::RecentMatch {
         matched_at: Some(timestamp(recent.matched_at_ms)),
         verdict: verdict_to_pb(recent.verdict) as i32,

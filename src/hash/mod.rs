@@ -233,6 +233,20 @@ impl HashValue {
     }
 }
 
+/// Serialised as the algorithm and the hash's bytes: how the match log stores a match.
+impl Serialize for HashValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.algorithm, self.as_bytes()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (algorithm, bytes) = <(Algorithm, Vec<u8>)>::deserialize(deserializer)?;
+        HashValue::from_bytes(algorithm, &bytes).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for HashValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.algorithm, self.to_hex())
@@ -261,8 +275,9 @@ const HEX_VALUES: [u8; 256] = {
     table
 };
 
-/// Which part of an image a query hash was computed from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which part of an image a query hash was computed from. Stored in the match log by variant
+/// index: add variants at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum View {
     /// The image as uploaded.
     #[default]
@@ -274,7 +289,8 @@ pub enum View {
 }
 
 /// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Stored in the match log by variant index: the order never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Transform {
     Original,
     Rotate90,

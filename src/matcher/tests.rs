@@ -319,6 +319,44 @@ fn recent_matches_are_listed_newest_first_and_by_bank() {
     );
 }
 
+#[test]
+fn the_match_log_and_match_counts_survive_a_restart_and_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MatcherConfig::new(dir.path());
+    config.match_log_keep = 3;
+    let matcher = Matcher::open(config.clone()).unwrap();
+    matcher.create_bank(name("A"), settings(Action::Block)).unwrap();
+    matcher
+        .add_entries(&name("A"), &[entry(pdq(0x11, 0), "a")], true)
+        .unwrap();
+    for flipped in 0..5 {
+        matcher.check_hashes(&[pdq(0x11, flipped)], &[]).unwrap();
+    }
+    // Counted at once, before the queue is written.
+    assert_eq!(matcher.bank(&name("A")).unwrap().match_count, 5);
+    let before = matcher.recent_matches(None, 10).unwrap();
+    let distances: Vec<u32> = before.iter().map(|r| r.found.distance).collect();
+    assert_eq!(distances, [4, 3, 2]);
+    matcher.check_hashes(&[pdq(0x11, 0)], &[]).unwrap();
+    // Written on the way out, as `serve` does at shutdown.
+    matcher.flush().unwrap();
+    let last_match_ms = matcher.bank(&name("A")).unwrap().last_match_ms;
+    drop(matcher);
+
+    let matcher = Matcher::open(config).unwrap();
+    matcher.flush_match_log().unwrap();
+    let view = matcher.bank(&name("A")).unwrap();
+    assert_eq!((view.match_count, view.last_match_ms), (6, last_match_ms));
+    assert_eq!(view.matches_here, 0);
+    let after: Vec<u32> = matcher
+        .recent_matches(Some(&name("A")), 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.found.distance)
+        .collect();
+    assert_eq!(after, [0, 4, 3]);
+}
+
 /// Two matchers on one PostgreSQL schema, as two replicas, neither following the feed on its
 /// own: each write is decided on the latest state all the same.
 #[test]

@@ -171,9 +171,16 @@ impl Collector for CoreFigures {
             MetricType::Counter,
         )?;
         for bank in &banks {
-            let value = ConstCounter::new(bank.match_count);
+            let value = ConstCounter::new(bank.matches_here);
             value.encode(family.encode_family(&bank_label(bank.bank.name.as_str()))?)?;
         }
+        let metric = encoder.encode_descriptor(
+            "hashsieve_match_log_dropped",
+            "Matches dropped unwritten because the store could not take the match log for too long.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.matcher.match_log_dropped()).encode(metric)?;
         if let Some(feed) = self.matcher.feed_status() {
             let gauges = [
                 (

@@ -161,6 +161,32 @@ fn duplicate_bank_names_are_refused_and_ids_never_reused() {
     for_each_backend(contract::duplicate_bank_names_are_refused_and_ids_never_reused);
 }
 
+#[test]
+fn the_match_log_keeps_the_newest_records_and_counts_survive_reopening() {
+    for_each_backend(contract::the_match_log_keeps_the_newest_records_and_counts_survive_reopening);
+}
+
+fn match_record(bank: &Bank, at: i64, entry_id: &str) -> MatchRecord {
+    use crate::hash::{Transform, View};
+    MatchRecord {
+        bank: bank.id,
+        matched_at_ms: at,
+        verdict: crate::verdict::Verdict::Review,
+        found: crate::verdict::Match {
+            bank: bank.name.clone(),
+            entry_id: entry_id.into(),
+            hash: entry(7, "").hash,
+            distance: 12,
+            labels: vec!["tvec".into(), "video".into()],
+            action: Action::Review,
+            source: "gifct".into(),
+            view: View::Trimmed,
+            transform: Transform::FlipX,
+            low_quality: true,
+        },
+    }
+}
+
 mod contract {
     use super::*;
 
@@ -292,6 +318,67 @@ mod contract {
         store.delete_bank(first.id).unwrap();
         let second = open_bank(&*store, "A");
         assert!(second.id > first.id);
+    }
+
+    pub fn the_match_log_keeps_the_newest_records_and_counts_survive_reopening(backend: &Backend) {
+        let (a, b, gone) = {
+            let store = backend.open();
+            let (a, b, gone) = (
+                open_bank(&*store, "A"),
+                open_bank(&*store, "B"),
+                open_bank(&*store, "GONE"),
+            );
+            let count = |checks, last_match_ms| MatchCount {
+                checks,
+                last_match_ms,
+            };
+            let first = [match_record(&a, 10, "a1"), match_record(&b, 11, "b1")];
+            store
+                .record_matches(&first, &[(a.id, count(1, 10)), (b.id, count(1, 11))], 3)
+                .unwrap();
+            store.delete_bank(gone.id).unwrap();
+            let second = [
+                match_record(&a, 20, "a2"),
+                match_record(&a, 21, "a3"),
+                match_record(&gone, 22, "gone"),
+            ];
+            store
+                .record_matches(&second, &[(a.id, count(2, 21)), (gone.id, count(1, 22))], 3)
+                .unwrap();
+            (a, b, gone)
+        };
+        let store = backend.open();
+        let ids = |records: Vec<MatchRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.found.entry_id).collect()
+        };
+        // Five records, three kept: the newest, newest first, whatever the bank.
+        assert_eq!(ids(store.recent_matches(None, 10).unwrap()), ["gone", "a3", "a2"]);
+        assert_eq!(ids(store.recent_matches(None, 2).unwrap()), ["gone", "a3"]);
+        assert_eq!(ids(store.recent_matches(Some(a.id), 10).unwrap()), ["a3", "a2"]);
+        assert!(store.recent_matches(Some(b.id), 10).unwrap().is_empty());
+        assert_eq!(
+            store.recent_matches(Some(a.id), 1).unwrap(),
+            vec![match_record(&a, 21, "a3")]
+        );
+        // Counts of a deleted bank are not kept; the others add up.
+        let counts = store.match_counts().unwrap();
+        assert_eq!(
+            counts.get(&a.id),
+            Some(&MatchCount {
+                checks: 3,
+                last_match_ms: 21
+            })
+        );
+        assert_eq!(
+            counts.get(&b.id),
+            Some(&MatchCount {
+                checks: 1,
+                last_match_ms: 11
+            })
+        );
+        assert_eq!(counts.get(&gone.id), None);
+        store.delete_bank(b.id).unwrap();
+        assert_eq!(store.match_counts().unwrap().get(&b.id), None);
     }
 }
 

@@ -9,11 +9,13 @@
 //! key, and the matcher (which keeps the index equal to the store) is the one that knows
 //! whether a (bank, hash) is already stored: a store does not check that itself.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use crate::bank::{Bank, BankId, BankName, BankSettings, Entry, EntryKey, NewEntry};
 use crate::hash::{Algorithm, HashValue};
+use crate::verdict::{Match, Verdict};
 
 #[cfg(test)]
 pub(crate) mod contract_tests;
@@ -110,6 +112,67 @@ pub trait Store: Send + Sync {
     fn feed(&self) -> Option<&dyn ChangeFeed> {
         None
     }
+
+    /// Appends `records` to the match log and adds `counts` to the banks' match counts (for
+    /// banks that still exist), then drops the log's oldest records past the newest `keep`.
+    /// Not part of the change feed: replicas read the log, they do not apply it.
+    fn record_matches(
+        &self,
+        records: &[MatchRecord],
+        counts: &[(BankId, MatchCount)],
+        keep: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The newest `limit` records of the match log, newest first, optionally of one bank.
+    fn recent_matches(&self, bank: Option<BankId>, limit: usize) -> Result<Vec<MatchRecord>, StoreError>;
+
+    /// Every bank's match count.
+    fn match_counts(&self) -> Result<HashMap<BankId, MatchCount>, StoreError>;
+}
+
+/// A match as the match log keeps it: which bank, when, and the verdict of the whole check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchRecord {
+    pub bank: BankId,
+    pub matched_at_ms: i64,
+    pub verdict: Verdict,
+    pub found: Match,
+}
+
+/// How many checks matched a bank, and when the last did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatchCount {
+    pub checks: u64,
+    pub last_match_ms: i64,
+}
+
+impl MatchCount {
+    /// Adds `other`'s checks, keeping the later time.
+    pub fn add(&mut self, other: MatchCount) {
+        self.checks += other.checks;
+        self.last_match_ms = self.last_match_ms.max(other.last_match_ms);
+    }
+}
+
+/// The stored form of a record beside its bank and time (which both backends keep as keys or
+/// columns): postcard of the verdict and the match.
+fn encode_match(record: &MatchRecord) -> Vec<u8> {
+    // Serialising plain structs to a Vec cannot fail: postcard errors only on unsupported
+    // serde features or a full fixed buffer, neither of which applies here.
+    postcard::to_stdvec(&(record.verdict, &record.found)).unwrap_or_default()
+}
+
+fn decode_match(bank: BankId, matched_at_ms: i64, bytes: &[u8]) -> Result<MatchRecord, StoreError> {
+    let (verdict, found) = postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        table: "match_log",
+        reason: e.to_string(),
+    })?;
+    Ok(MatchRecord {
+        bank,
+        matched_at_ms,
+        verdict,
+        found,
+    })
 }
 
 /// The ordered changes of a store shared by several processes, which each applies to its

@@ -12,6 +12,12 @@
 //!   (postcard, the external id first). A bank's entries are one contiguous range, in the order
 //!   they were added.
 //! - `counts`: bank id → number of entries, kept in the same transactions as the entries.
+//! - `match_log`: record number → bank id ‖ time (ms) ‖ the match (postcard, see
+//!   [`super::MatchRecord`]); the newest records only, up to the retention.
+//! - `match_counts`: bank id → (checks that matched it, time of the last).
+//!
+//! The match tables came after version 3 without a version bump: they are created on open,
+//! and a build that does not know them leaves them alone.
 //!
 //! Entries are keyed by sequence number rather than by hash so that a bulk load appends to the
 //! end of the B-tree instead of inserting at random places: measured with redb, 1.1M rows/s
@@ -21,13 +27,13 @@
 //! Finding entries by external id scans the bank's range: removal by id is a rare
 //! administrative act, not worth an id index that every load would pay for.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Store, StoreError};
+use super::{MatchCount, MatchRecord, Store, StoreError, decode_match, encode_match};
 use crate::bank::{
     Bank, BankId, BankName, BankSettings, Entry, EntryKey, EntryMeta, MAX_BANK_ID, MAX_SEQ, NewEntry,
 };
@@ -46,6 +52,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BANKS: TableDefinition<u32, &[u8]> = TableDefinition::new("banks");
 const ENTRIES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("bank_entries");
 const COUNTS: TableDefinition<u32, u64> = TableDefinition::new("counts");
+const MATCH_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("match_log");
+const MATCH_COUNTS: TableDefinition<u32, (u64, i64)> = TableDefinition::new("match_counts");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_HASHER_CONFIG: &str = "hasher_config";
@@ -140,6 +148,8 @@ impl EmbeddedStore {
             txn.open_table(BANKS)?;
             txn.open_table(ENTRIES)?;
             txn.open_table(COUNTS)?;
+            txn.open_table(MATCH_LOG)?;
+            txn.open_table(MATCH_COUNTS)?;
             version
         };
         txn.commit()?;
@@ -230,6 +240,7 @@ impl Store for EmbeddedStore {
                 .unwrap_or(0);
             txn.open_table(ENTRIES)?
                 .retain_in(bank_range(bank), |_, _| false)?;
+            txn.open_table(MATCH_COUNTS)?.remove(bank.0)?;
             removed
         };
         txn.commit()?;
@@ -386,6 +397,93 @@ impl Store for EmbeddedStore {
             );
         }
         Ok(())
+    }
+
+    fn record_matches(
+        &self,
+        records: &[MatchRecord],
+        counts: &[(BankId, MatchCount)],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut log = txn.open_table(MATCH_LOG)?;
+            let mut next = log.last()?.map(|(key, _)| key.value() + 1).unwrap_or(0);
+            for record in records {
+                let mut value = Vec::with_capacity(128);
+                value.extend_from_slice(&record.bank.0.to_be_bytes());
+                value.extend_from_slice(&record.matched_at_ms.to_be_bytes());
+                value.extend_from_slice(&encode_match(record));
+                log.insert(next, value.as_slice())?;
+                next += 1;
+            }
+            log.retain_in(..next.saturating_sub(keep), |_, _| false)?;
+            let banks = txn.open_table(BANKS)?;
+            let mut stored = txn.open_table(MATCH_COUNTS)?;
+            for (bank, count) in counts {
+                if banks.get(bank.0)?.is_none() {
+                    continue;
+                }
+                let mut total = stored
+                    .get(bank.0)?
+                    .map(|v| {
+                        let (checks, last_match_ms) = v.value();
+                        MatchCount {
+                            checks,
+                            last_match_ms,
+                        }
+                    })
+                    .unwrap_or_default();
+                total.add(*count);
+                stored.insert(bank.0, (total.checks, total.last_match_ms))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn recent_matches(&self, bank: Option<BankId>, limit: usize) -> Result<Vec<MatchRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(MATCH_LOG)?;
+        let mut out = Vec::new();
+        for row in log.iter()?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = row?;
+            let value = value.value();
+            let (Some(id), Some(at)) = (value.get(..4), value.get(4..12)) else {
+                return Err(StoreError::Corrupt {
+                    table: "match_log",
+                    reason: "record shorter than its header".into(),
+                });
+            };
+            let id = BankId(read_u32(id, "match_log")?);
+            if bank.is_some_and(|wanted| wanted != id) {
+                continue;
+            }
+            let at = read_u64(at, "match_log")? as i64;
+            out.push(decode_match(id, at, &value[12..])?);
+        }
+        Ok(out)
+    }
+
+    fn match_counts(&self) -> Result<HashMap<BankId, MatchCount>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let stored = txn.open_table(MATCH_COUNTS)?;
+        let mut out = HashMap::new();
+        for row in stored.iter()? {
+            let (bank, value) = row?;
+            let (checks, last_match_ms) = value.value();
+            out.insert(
+                BankId(bank.value()),
+                MatchCount {
+                    checks,
+                    last_match_ms,
+                },
+            );
+        }
+        Ok(out)
     }
 }
 

@@ -12,6 +12,11 @@
 //!   deleted), numbered in commit order, for replicas to follow. Changes older than the
 //!   retention are pruned (the newest always stays, as the head); `hashsieve_meta`'s
 //!   `feed_horizon` is the last change pruned, so a replica behind it knows it cannot follow.
+//! - `match_log`: the newest matches of every replica (up to the retention), by bank and
+//!   time, each with its verdict and match (postcard, as the embedded store keeps them).
+//! - `match_counts`: per bank, the checks that matched it on any replica, and the last time.
+//!   Neither is part of the change feed, nor takes the write lock: replicas append to them
+//!   concurrently, and read them rather than follow them.
 //!
 //! Every write transaction first takes one transaction-level advisory lock, so writers commit
 //! one at a time and `changes` numbers follow commit order: a replica that has applied change
@@ -21,6 +26,7 @@
 //! Commits are synchronous (PostgreSQL's default): a write that returns has been flushed to
 //! the write-ahead log. `durable = false` is not needed here and is ignored.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -30,7 +36,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
 use postgres::{Client, GenericClient, NoTls, Transaction};
 
-use super::{ChangeFeed, Store, StoreError};
+use super::{ChangeFeed, MatchCount, MatchRecord, Store, StoreError, decode_match, encode_match};
 
 mod feed;
 use crate::bank::{
@@ -80,6 +86,20 @@ CREATE TABLE changes (
     // Pruning finds old changes by time; `hashsieve_meta.feed_horizon` then records the last
     // change pruned.
     "CREATE INDEX changes_by_time ON changes (at);",
+    r#"
+CREATE TABLE match_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    bank_id integer NOT NULL,
+    matched_at_ms bigint NOT NULL,
+    record bytea NOT NULL
+);
+CREATE INDEX match_log_by_bank ON match_log (bank_id, id);
+CREATE TABLE match_counts (
+    bank_id integer PRIMARY KEY REFERENCES banks (id) ON DELETE CASCADE,
+    checks bigint NOT NULL,
+    last_match_ms bigint NOT NULL
+);
+"#,
 ];
 
 /// The advisory lock every write transaction takes (an arbitrary constant: "hsieve" in ASCII).
@@ -578,6 +598,84 @@ impl Store for PostgresStore {
 
     fn feed(&self) -> Option<&dyn ChangeFeed> {
         Some(self)
+    }
+
+    /// One transaction and three statements, whatever the number of records. Not retried
+    /// here: the caller keeps the records and tries again later (a commit whose outcome was
+    /// lost may then log its records twice; counts likewise).
+    fn record_matches(
+        &self,
+        records: &[MatchRecord],
+        counts: &[(BankId, MatchCount)],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut txn = client.get().transaction()?;
+        let banks: Vec<i32> = records.iter().map(|r| r.bank.0 as i32).collect();
+        let times: Vec<i64> = records.iter().map(|r| r.matched_at_ms).collect();
+        let bodies: Vec<Vec<u8>> = records.iter().map(encode_match).collect();
+        txn.execute(
+            "INSERT INTO match_log (bank_id, matched_at_ms, record) \
+             SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])",
+            &[&banks, &times, &bodies],
+        )?;
+        // In bank order, so that replicas adding to the same banks cannot deadlock.
+        let mut counts = counts.to_vec();
+        counts.sort_by_key(|(bank, _)| *bank);
+        let banks: Vec<i32> = counts.iter().map(|(bank, _)| bank.0 as i32).collect();
+        let checks: Vec<i64> = counts.iter().map(|(_, c)| c.checks as i64).collect();
+        let last: Vec<i64> = counts.iter().map(|(_, c)| c.last_match_ms).collect();
+        txn.execute(
+            "INSERT INTO match_counts (bank_id, checks, last_match_ms) \
+             SELECT u.* FROM unnest($1::integer[], $2::bigint[], $3::bigint[]) AS u (bank_id, checks, last) \
+             WHERE EXISTS (SELECT 1 FROM banks WHERE banks.id = u.bank_id) \
+             ON CONFLICT (bank_id) DO UPDATE SET checks = match_counts.checks + EXCLUDED.checks, \
+             last_match_ms = greatest(match_counts.last_match_ms, EXCLUDED.last_match_ms)",
+            &[&banks, &checks, &last],
+        )?;
+        txn.execute(
+            "DELETE FROM match_log WHERE id <= (SELECT max(id) FROM match_log) - $1",
+            &[&(keep.min(i64::MAX as u64) as i64)],
+        )?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn recent_matches(&self, bank: Option<BankId>, limit: usize) -> Result<Vec<MatchRecord>, StoreError> {
+        let bank = bank.map(|b| b.0 as i32);
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows = self.read(|client| {
+            Ok(client.query(
+                "SELECT bank_id, matched_at_ms, record FROM match_log \
+                 WHERE $1::integer IS NULL OR bank_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&bank, &limit],
+            )?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                let bank: i32 = row.get(0);
+                decode_match(BankId(bank as u32), row.get(1), row.get(2))
+            })
+            .collect()
+    }
+
+    fn match_counts(&self) -> Result<HashMap<BankId, MatchCount>, StoreError> {
+        let rows = self.read(|client| {
+            Ok(client.query("SELECT bank_id, checks, last_match_ms FROM match_counts", &[])?)
+        })?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let (bank, checks, last_match_ms): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
+                (
+                    BankId(bank as u32),
+                    MatchCount {
+                        checks: checks as u64,
+                        last_match_ms,
+                    },
+                )
+            })
+            .collect())
     }
 }
 
