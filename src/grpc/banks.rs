@@ -329,7 +329,11 @@ impl pb::banks_server::Banks for BanksService {
             0 => RECENT_MATCHES,
             limit => limit.min(RECENT_MATCHES),
         };
-        let recent = self.core.matcher.recent_matches(bank.as_ref(), limit)?;
+        // The store's match log: a network round trip on a shared store.
+        let recent = self
+            .core
+            .run(move |matcher| matcher.recent_matches(bank.as_ref(), limit))
+            .await?;
         Ok(Response::new(pb::ListRecentMatchesResponse {
             matches: recent.iter().map(convert::recent_match_to_pb).collect(),
         }))

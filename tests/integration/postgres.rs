@@ -300,6 +300,60 @@ async fn a_replicas_progress_through_the_feed_is_exposed_as_metrics() {
     );
 }
 
+/// A match on one replica is listed, and counted, on another: the match log lives in the
+/// database, not in each process.
+#[tokio::test]
+async fn a_match_on_one_replica_is_listed_and_counted_on_another() {
+    let Some(schema) = Schema::create("match_log") else {
+        return;
+    };
+    let url = schema.store_url();
+    let args = ["--store", url.as_str()];
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas: Vec<ServerProcess> = ["127.0.0.1:0", "127.0.0.2:0"]
+        .iter()
+        .zip(&dirs)
+        .map(|(listen, dir)| ServerProcess::start_on(listen, dir.path(), &args))
+        .collect();
+    let mut banks = pb::banks_client::BanksClient::new(connect(&replicas[0]).await);
+    let mut matcher = pb::matcher_client::MatcherClient::new(connect(&replicas[1]).await);
+    banks.create_bank(block_bank("TVEC")).await.unwrap();
+    add(&mut banks, BRIDGE_PDQ, "bridge").await;
+    until(&mut matcher, BRIDGE_PDQ, true).await;
+
+    let started = std::time::Instant::now();
+    loop {
+        let recent = banks
+            .list_recent_matches(pb::ListRecentMatchesRequest {
+                bank: "TVEC".into(),
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .matches;
+        let count = banks
+            .get_bank(pb::GetBankRequest { name: "TVEC".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .match_count;
+        if let Some(found) = recent.first() {
+            let found = found.r#match.as_ref().unwrap();
+            assert_eq!((found.entry_id.as_str(), found.distance), ("bridge", 0));
+            if count >= 1 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the match never reached the other replica: {recent:?}, count {count}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(schema.query_i64("SELECT count(*) FROM match_log") >= 1);
+}
+
 #[tokio::test]
 async fn three_replicas_see_each_others_additions_and_removals() {
     const CHANGES: usize = 1000;
