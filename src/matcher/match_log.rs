@@ -3,7 +3,7 @@
 //! when it is down). The store keeps the log and the per-bank counts for every replica; this
 //! process reads the counts back now and then, and adds what it has yet to write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::thread::JoinHandle;
@@ -25,6 +25,8 @@ const MAX_QUEUED: usize = 100_000;
 pub(super) struct MatchLog {
     /// Records kept in the store, newest first.
     keep: u64,
+    /// Records queued at most ([`MAX_QUEUED`] but in tests).
+    max_queued: usize,
     queue: Mutex<Queue>,
     /// The store's counts as last read, plus what this process wrote since.
     stored: RwLock<HashMap<BankId, MatchCount>>,
@@ -35,7 +37,8 @@ pub(super) struct MatchLog {
 
 #[derive(Default)]
 struct Queue {
-    records: Vec<MatchRecord>,
+    /// Oldest first; a deque, so that dropping the oldest of a full queue costs no shifting.
+    records: VecDeque<MatchRecord>,
     counts: HashMap<BankId, MatchCount>,
 }
 
@@ -43,6 +46,7 @@ impl MatchLog {
     pub fn new(keep: u64) -> MatchLog {
         MatchLog {
             keep,
+            max_queued: MAX_QUEUED,
             queue: Mutex::default(),
             stored: RwLock::default(),
             flushing: Mutex::new(None),
@@ -60,7 +64,12 @@ impl MatchLog {
                 last_match_ms: now_ms,
             });
         }
-        let excess = queue.records.len().saturating_sub(MAX_QUEUED);
+        self.bound(&mut queue);
+    }
+
+    /// Drops the oldest records past the bound, counting them.
+    fn bound(&self, queue: &mut Queue) {
+        let excess = queue.records.len().saturating_sub(self.max_queued);
         if excess > 0 {
             queue.records.drain(..excess);
             self.dropped.fetch_add(excess as u64, Ordering::Relaxed);
@@ -71,22 +80,33 @@ impl MatchLog {
     /// [`REFRESH_EVERY`] (or `refresh` asks). What cannot be written stays queued.
     pub fn flush(&self, store: &dyn Store, refresh: bool) -> Result<(), StoreError> {
         let mut refreshed_at = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
-        let queue = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
-        if !queue.records.is_empty() || !queue.counts.is_empty() {
-            let counts: Vec<(BankId, MatchCount)> = queue.counts.iter().map(|(b, c)| (*b, *c)).collect();
-            if let Err(error) = store.record_matches(&queue.records, &counts, self.keep) {
-                self.requeue(queue);
-                return Err(error);
-            }
-            let mut stored = self.stored.write().unwrap_or_else(PoisonError::into_inner);
-            for (bank, count) in counts {
-                stored.entry(bank).or_default().add(count);
-            }
-        }
+        self.write_queue(|records, counts| store.record_matches(records, counts, self.keep))?;
         if refresh || refreshed_at.is_none_or(|at| at.elapsed() >= REFRESH_EVERY) {
             let counts = store.match_counts()?;
             *self.stored.write().unwrap_or_else(PoisonError::into_inner) = counts;
             *refreshed_at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Hands the queue to `write`; on success its counts join the stored ones, on failure it
+    /// is queued again. Callers hold `flushing`.
+    fn write_queue(
+        &self,
+        write: impl FnOnce(&[MatchRecord], &[(BankId, MatchCount)]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut queue = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if queue.records.is_empty() && queue.counts.is_empty() {
+            return Ok(());
+        }
+        let counts: Vec<(BankId, MatchCount)> = queue.counts.iter().map(|(b, c)| (*b, *c)).collect();
+        if let Err(error) = write(queue.records.make_contiguous(), &counts) {
+            self.requeue(queue);
+            return Err(error);
+        }
+        let mut stored = self.stored.write().unwrap_or_else(PoisonError::into_inner);
+        for (bank, count) in counts {
+            stored.entry(bank).or_default().add(count);
         }
         Ok(())
     }
@@ -99,11 +119,7 @@ impl MatchLog {
         for (bank, count) in failed.counts {
             queue.counts.entry(bank).or_default().add(count);
         }
-        let excess = queue.records.len().saturating_sub(MAX_QUEUED);
-        if excess > 0 {
-            queue.records.drain(..excess);
-            self.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-        }
+        self.bound(&mut queue);
     }
 
     /// A bank's matches on every replica as far as this process knows: the store's count
@@ -161,4 +177,82 @@ pub fn keep_flushing(matcher: &Arc<Matcher>) -> std::io::Result<JoinHandle<()>> 
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bank::{Action, BankName};
+    use crate::hash::{Algorithm, HashValue, Transform, View};
+    use crate::verdict::{Match, Verdict};
+
+    fn record(bank: u32, distance: u32) -> MatchRecord {
+        MatchRecord {
+            bank: BankId(bank),
+            matched_at_ms: 1,
+            verdict: Verdict::Block,
+            found: Match {
+                bank: BankName::new("A").unwrap(),
+                entry_id: String::new(),
+                hash: HashValue::from_bytes(Algorithm::Pdq, &[0; 32]).unwrap(),
+                distance,
+                labels: Vec::new(),
+                action: Action::Block,
+                source: String::new(),
+                view: View::Whole,
+                transform: Transform::Original,
+                low_quality: false,
+            },
+        }
+    }
+
+    fn distances(records: &[MatchRecord]) -> Vec<u32> {
+        records.iter().map(|r| r.found.distance).collect()
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_queue_in_order_within_its_bound_and_counts_every_check() {
+        let mut log = MatchLog::new(10);
+        log.max_queued = 3;
+        let bank = BankId(1);
+        log.push([record(1, 0), record(1, 1)], &[bank], 5);
+        let unavailable = || Err(StoreError::Behind);
+        assert!(log.write_queue(|_, _| unavailable()).is_err());
+        log.push([record(1, 2), record(1, 3)], &[bank], 9);
+        // Four records queued, three kept: the oldest went, and is counted as dropped.
+        assert_eq!(log.dropped(), 1);
+        assert_eq!(
+            log.count(bank),
+            MatchCount {
+                checks: 2,
+                last_match_ms: 9
+            }
+        );
+        let mut written = Vec::new();
+        log.write_queue(|records, counts| {
+            written = distances(records);
+            assert_eq!(
+                counts,
+                [(
+                    bank,
+                    MatchCount {
+                        checks: 2,
+                        last_match_ms: 9
+                    }
+                )]
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(written, [1, 2, 3]);
+        // Written counts stay counted; the queue is empty.
+        assert_eq!(
+            log.count(bank),
+            MatchCount {
+                checks: 2,
+                last_match_ms: 9
+            }
+        );
+        log.write_queue(|_, _| panic!("nothing to write")).unwrap();
+    }
 }
