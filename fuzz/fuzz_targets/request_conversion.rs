@@ -192,6 +192,7 @@ fn create_bank(request: &pb::CreateBankRequest) {
         entry_count: wire.entry_count,
         match_count: wire.match_count,
         last_match_ms,
+        matches_here: 0,
     };
     let echoed = convert::bank_to_pb(&view);
     let created_at = echoed.created_at.as_ref().expect("created_at is always set");
