@@ -159,6 +159,7 @@ async fn calls_banks_and_memory_are_exposed_for_prometheus() {
         (handled("grpc.health.v1.Health", "Check", "unary", "OK"), 1.0),
         (r#"hashsieve_bank_entries{bank="TVEC"}"#.to_string(), 2.0),
         (r#"hashsieve_bank_matches_total{bank="TVEC"}"#.to_string(), 3.0),
+        ("hashsieve_match_log_dropped_total".to_string(), 0.0),
     ];
     for (series, value) in expected {
         assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
