@@ -1,4 +1,5 @@
-//! `hashsieve matches`: what matched recently, newest first.
+//! `hashsieve matches`: what matched recently on any replica, newest first, from the store's
+//! match log.
 
 use std::process::ExitCode;
 
@@ -13,7 +14,7 @@ pub struct MatchesArgs {
     /// Only matches of this bank.
     #[arg(long, default_value = "")]
     bank: String,
-    /// At most this many (the server keeps the last 1000).
+    /// At most this many (1000 at most; the store keeps `serve --match-log-keep`).
     #[arg(long, default_value_t = 50)]
     limit: u32,
     /// One JSON object per match (protobuf's JSON mapping).
