@@ -791,6 +791,7 @@ impl Matcher {
         let records = matches.iter().filter_map(|found| {
             let bank = matched.iter().find(|b| b.name == found.bank)?;
             Some(MatchRecord {
+                sequence: 0,
                 bank: bank.id,
                 matched_at_ms: now,
                 verdict,

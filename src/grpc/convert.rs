@@ -252,6 +252,7 @@ pub fn check_response(outcome: &CheckOutcome) -> pb::CheckResponse {
 
 pub fn recent_match_to_pb(recent: &MatchRecord) -> pb::RecentMatch {
     pb::RecentMatch {
+        sequence: recent.sequence,
         matched_at: Some(timestamp(recent.matched_at_ms)),
         verdict: verdict_to_pb(recent.verdict) as i32,
         r#match: Some(match_to_pb(&recent.found)),

@@ -188,6 +188,7 @@ mod tests {
 
     fn record(bank: u32, distance: u32) -> MatchRecord {
         MatchRecord {
+            sequence: 0,
             bank: BankId(bank),
             matched_at_ms: 1,
             verdict: Verdict::Block,

@@ -169,6 +169,7 @@ fn the_match_log_keeps_the_newest_records_and_counts_survive_reopening() {
 fn match_record(bank: &Bank, at: i64, entry_id: &str) -> MatchRecord {
     use crate::hash::{Transform, View};
     MatchRecord {
+        sequence: 0,
         bank: bank.id,
         matched_at_ms: at,
         verdict: crate::verdict::Verdict::Review,
@@ -356,10 +357,22 @@ mod contract {
         assert_eq!(ids(store.recent_matches(None, 2).unwrap()), ["gone", "a3"]);
         assert_eq!(ids(store.recent_matches(Some(a.id), 10).unwrap()), ["a3", "a2"]);
         assert!(store.recent_matches(Some(b.id), 10).unwrap().is_empty());
+        let newest = store.recent_matches(Some(a.id), 1).unwrap();
         assert_eq!(
-            store.recent_matches(Some(a.id), 1).unwrap(),
-            vec![match_record(&a, 21, "a3")]
+            newest,
+            vec![MatchRecord {
+                sequence: newest[0].sequence,
+                ..match_record(&a, 21, "a3")
+            }]
         );
+        // Sequence numbers follow the order records were written.
+        let sequences: Vec<u64> = store
+            .recent_matches(None, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.sequence)
+            .collect();
+        assert!(sequences.windows(2).all(|w| w[0] > w[1]), "{sequences:?}");
         // Counts of a deleted bank are not kept; the others add up.
         let counts = store.match_counts().unwrap();
         assert_eq!(

@@ -133,6 +133,9 @@ pub trait Store: Send + Sync {
 /// A match as the match log keeps it: which bank, when, and the verdict of the whole check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchRecord {
+    /// Its place in the log, which numbers records in the order they were written (across
+    /// replicas, too); 0 until it is written (the store ignores it then).
+    pub sequence: u64,
     pub bank: BankId,
     pub matched_at_ms: i64,
     pub verdict: Verdict,
@@ -162,12 +165,18 @@ fn encode_match(record: &MatchRecord) -> Vec<u8> {
     postcard::to_stdvec(&(record.verdict, &record.found)).unwrap_or_default()
 }
 
-fn decode_match(bank: BankId, matched_at_ms: i64, bytes: &[u8]) -> Result<MatchRecord, StoreError> {
+fn decode_match(
+    sequence: u64,
+    bank: BankId,
+    matched_at_ms: i64,
+    bytes: &[u8],
+) -> Result<MatchRecord, StoreError> {
     let (verdict, found) = postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
         table: "match_log",
         reason: e.to_string(),
     })?;
     Ok(MatchRecord {
+        sequence,
         bank,
         matched_at_ms,
         verdict,

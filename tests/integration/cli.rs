@@ -440,3 +440,66 @@ async fn key_create_makes_a_key_the_server_accepts_and_clients_send() {
     let bad = hashsieve(&["key", "create", "--role", "admin", "--name", "two words"]);
     assert!(!bad.status.success());
 }
+
+/// `matches --follow` lists what matched, then each new match as it is recorded, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matches_follow_prints_new_matches_as_they_are_recorded() {
+    use std::io::{BufRead, BufReader};
+
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    let mut matcher = server.matcher().await;
+    banks
+        .create_bank(crate::common::block_bank("TVEC"))
+        .await
+        .unwrap();
+    banks
+        .add_entries(tokio_stream::iter([hashsieve::proto::AddEntriesRequest {
+            bank: "TVEC".into(),
+            entries: vec![hashsieve::proto::Entry {
+                hash: Some(crate::common::pdq(BRIDGE_PDQ)),
+                id: "bridge".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]))
+        .await
+        .unwrap();
+    let check = || hashsieve::proto::CheckHashesRequest {
+        hashes: vec![crate::common::pdq(BRIDGE_PDQ)],
+        banks: vec![],
+    };
+    matcher.check_hashes(check()).await.unwrap();
+
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_hashsieve"))
+        .args(["matches", "--follow", "--json", "--interval", "50ms"])
+        .arg(format!("--server={}", server.url()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let next = || {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line from matches --follow");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    let first = next();
+    assert_eq!(first["match"]["entryId"], "bridge");
+    for _ in 0..2 {
+        matcher.check_hashes(check()).await.unwrap();
+    }
+    let sequence = |value: &serde_json::Value| value["sequence"].as_str().unwrap().parse::<u64>().unwrap();
+    let (second, third) = (next(), next());
+    assert!(sequence(&first) < sequence(&second) && sequence(&second) < sequence(&third));
+    assert_eq!(third["verdict"], "VERDICT_BLOCK");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(received.try_recv().is_err(), "no match printed twice");
+}

@@ -408,7 +408,7 @@ impl Store for EmbeddedStore {
         let txn = self.db.begin_write()?;
         {
             let mut log = txn.open_table(MATCH_LOG)?;
-            let mut next = log.last()?.map(|(key, _)| key.value() + 1).unwrap_or(0);
+            let mut next = log.last()?.map(|(key, _)| key.value() + 1).unwrap_or(1);
             for record in records {
                 let mut value = Vec::with_capacity(128);
                 value.extend_from_slice(&record.bank.0.to_be_bytes());
@@ -450,7 +450,7 @@ impl Store for EmbeddedStore {
             if out.len() >= limit {
                 break;
             }
-            let (_, value) = row?;
+            let (key, value) = row?;
             let value = value.value();
             let (Some(id), Some(at)) = (value.get(..4), value.get(4..12)) else {
                 return Err(StoreError::Corrupt {
@@ -463,7 +463,7 @@ impl Store for EmbeddedStore {
                 continue;
             }
             let at = read_u64(at, "match_log")? as i64;
-            out.push(decode_match(id, at, &value[12..])?);
+            out.push(decode_match(key.value(), id, at, &value[12..])?);
         }
         Ok(out)
     }

@@ -16,7 +16,7 @@
 //!   time, each with its verdict and match (postcard, as the embedded store keeps them).
 //! - `match_counts`: per bank, the checks that matched it on any replica, and the last time.
 //!   Neither is part of the change feed, nor takes the write lock: replicas append to them
-//!   concurrently, and read them rather than follow them.
+//!   under a lock of their own, which keeps the log's ids in commit order.
 //!
 //! Every write transaction first takes one transaction-level advisory lock, so writers commit
 //! one at a time and `changes` numbers follow commit order: a replica that has applied change
@@ -106,6 +106,9 @@ CREATE TABLE match_counts (
 const WRITE_LOCK: i64 = 0x68_73_69_65_76_65;
 /// The advisory lock held while migrating, so replicas starting together migrate once.
 const MIGRATION_LOCK: i64 = WRITE_LOCK + 1;
+/// The advisory lock held while appending to the match log, so its ids follow commit order
+/// and a reader that follows them misses none.
+const MATCH_LOG_LOCK: i64 = WRITE_LOCK + 2;
 /// Connections kept open: checks resolve their matches' metadata concurrently.
 const CONNECTIONS: usize = 4;
 /// How long opening a connection may take, unless the URL says otherwise.
@@ -600,7 +603,7 @@ impl Store for PostgresStore {
         Some(self)
     }
 
-    /// One transaction and three statements, whatever the number of records. Not retried
+    /// One transaction and four statements, whatever the number of records. Not retried
     /// here: the caller keeps the records and tries again later (a commit whose outcome was
     /// lost may then log its records twice; counts likewise).
     fn record_matches(
@@ -611,6 +614,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let mut txn = client.get().transaction()?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MATCH_LOG_LOCK])?;
         let banks: Vec<i32> = records.iter().map(|r| r.bank.0 as i32).collect();
         let times: Vec<i64> = records.iter().map(|r| r.matched_at_ms).collect();
         let bodies: Vec<Vec<u8>> = records.iter().map(encode_match).collect();
@@ -646,15 +650,15 @@ impl Store for PostgresStore {
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows = self.read(|client| {
             Ok(client.query(
-                "SELECT bank_id, matched_at_ms, record FROM match_log \
+                "SELECT id, bank_id, matched_at_ms, record FROM match_log \
                  WHERE $1::integer IS NULL OR bank_id = $1 ORDER BY id DESC LIMIT $2",
                 &[&bank, &limit],
             )?)
         })?;
         rows.iter()
             .map(|row| {
-                let bank: i32 = row.get(0);
-                decode_match(BankId(bank as u32), row.get(1), row.get(2))
+                let (id, bank): (i64, i32) = (row.get(0), row.get(1));
+                decode_match(id as u64, BankId(bank as u32), row.get(2), row.get(3))
             })
             .collect()
     }
