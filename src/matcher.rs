@@ -803,7 +803,8 @@ impl Matcher {
     }
 
     /// The most recent matches of every process sharing the store, newest first, optionally
-    /// of one bank, at most [`RECENT_MATCHES`]. This process's queued matches are written first, so they are listed.
+    /// of one bank, at most [`RECENT_MATCHES`]. This process's queued matches are written
+    /// first, so they are listed.
     pub fn recent_matches(&self, bank: Option<&BankName>, limit: usize) -> Result<Vec<MatchRecord>, Error> {
         let bank = bank
             .map(|name| self.catalog().get(name).map(|b| b.id))
@@ -848,4 +849,4 @@ mod tests;
 
 pub use follow::{FeedStatus, FollowConfig, follow};
 use match_log::MatchLog;
-pub use match_log::{FLUSH_EVERY as MATCH_LOG_FLUSH_EVERY, keep_flushing};
+pub use match_log::keep_flushing;

@@ -15,7 +15,7 @@ use crate::error::error_chain;
 use crate::store::{MatchCount, MatchRecord, Store, StoreError};
 
 /// How often queued matches are written.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// How often the counts are read back, to pick up other replicas' matches.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 /// Matches queued at most while the store cannot take them; past this the oldest are dropped
