@@ -8,7 +8,6 @@ use hashsieve::proto as pb;
 use hashsieve::proto::banks_client::BanksClient;
 use hashsieve::proto::matcher_client::MatcherClient;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 const READER_KEY: &str = "hsk_reader-secret-0123456789";
@@ -33,11 +32,7 @@ async fn keys_and_roles_decide_who_may_call_what_and_changes_are_audited() {
         key_line(Role::Admin, "ops", ADMIN_KEY)
     );
     let server = ServerProcess::start_with(dir.path(), &["--api-keys", &keys]);
-    let channel = Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     let mut matcher = MatcherClient::new(channel.clone());
     let mut banks = BanksClient::new(channel.clone());
 

@@ -131,6 +131,15 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// A connection to the server's gRPC address.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// Starts the binary on `data_dir` and waits until it serves (its log names the address).
     pub fn start(data_dir: &Path) -> ServerProcess {
         Self::start_with(data_dir, &[])

@@ -162,14 +162,6 @@ fn code_name(code: Code) -> String {
     name
 }
 
-async fn channel(server: &ServerProcess) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// A bank `TVEC` holding the bridge photo's PDQ hash, which the corpus refers to.
 async fn set_up(channel: &Channel) {
     let mut banks = pb::banks_client::BanksClient::new(channel.clone());
@@ -222,7 +214,7 @@ async fn still_serves(channel: &Channel) {
 async fn every_bad_request_gets_its_precise_status() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data_dir.path());
-    let channel = channel(&server).await;
+    let channel = server.channel().await;
     set_up(&channel).await;
     let corpus = read_testdata("bad/requests.json");
     let cases: Vec<Case> = serde_json::from_slice(&corpus).unwrap();
@@ -256,7 +248,7 @@ fn expected_for(image: &[u8]) -> (Code, String) {
 async fn every_bad_image_gets_its_precise_status_and_memory_stays_bounded() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data_dir.path());
-    let channel = channel(&server).await;
+    let channel = server.channel().await;
     set_up(&channel).await;
     let mut files: Vec<_> = std::fs::read_dir(testdata("bad/images"))
         .unwrap()
@@ -334,7 +326,7 @@ async fn every_bad_image_gets_its_precise_status_and_memory_stays_bounded() {
 async fn oversize_messages_are_refused_and_the_server_carries_on() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with(data_dir.path(), &["--max-message-bytes", "1048576"]);
-    let channel = channel(&server).await;
+    let channel = server.channel().await;
     set_up(&channel).await;
     let mut matcher = pb::matcher_client::MatcherClient::new(channel.clone());
     // An image past the message limit.

@@ -4,7 +4,6 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::common::{ServerProcess, block_bank, pdq, with_key};
@@ -74,11 +73,7 @@ async fn calls_banks_and_memory_are_exposed_for_prometheus() {
         &["--api-keys", &keys, "--metrics-listen", "127.0.0.1:0"],
     );
     let address = metrics_address(&server);
-    let channel = Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = server.channel().await;
     let mut matcher = MatcherClient::new(channel.clone());
     let mut banks = BanksClient::new(channel.clone());
 

@@ -81,14 +81,6 @@ impl Drop for Schema {
     }
 }
 
-async fn connect(server: &ServerProcess) -> Channel {
-    Channel::from_shared(server.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
     let Some(schema) = Schema::create("restart") else {
@@ -98,7 +90,7 @@ async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
     let url = schema.store_url();
     let args = ["--store", url.as_str()];
     let server = ServerProcess::start_with(data_dir.path(), &args);
-    let channel = connect(&server).await;
+    let channel = server.channel().await;
     let mut banks = pb::banks_client::BanksClient::new(channel.clone());
     banks.create_bank(block_bank("TVEC")).await.unwrap();
     let entries = vec![
@@ -157,7 +149,7 @@ async fn banks_and_entries_live_in_postgres_and_survive_a_restart() {
     server.kill();
     let empty_dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with(empty_dir.path(), &args);
-    let mut matcher = pb::matcher_client::MatcherClient::new(connect(&server).await);
+    let mut matcher = pb::matcher_client::MatcherClient::new(server.channel().await);
     let response = matcher
         .check_hashes(pb::CheckHashesRequest {
             hashes: vec![pdq(BRIDGE_PDQ)],
@@ -257,7 +249,7 @@ fn report(what: &str, mut delays: Vec<std::time::Duration>) {
 }
 
 async fn status(server: &ServerProcess) -> pb::GetStatusResponse {
-    let mut matcher = pb::matcher_client::MatcherClient::new(connect(server).await);
+    let mut matcher = pb::matcher_client::MatcherClient::new(server.channel().await);
     matcher
         .get_status(pb::GetStatusRequest {})
         .await
@@ -275,7 +267,7 @@ async fn a_replicas_progress_through_the_feed_is_exposed_as_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with(dir.path(), &args);
     let address = crate::metrics::metrics_address(&server);
-    let mut banks = pb::banks_client::BanksClient::new(connect(&server).await);
+    let mut banks = pb::banks_client::BanksClient::new(server.channel().await);
     banks.create_bank(block_bank("TVEC")).await.unwrap();
     add(&mut banks, BRIDGE_PDQ, "bridge").await;
     // Bank creation and the entry are two changes; the feed applies its own writes too.
@@ -315,8 +307,8 @@ async fn a_match_on_one_replica_is_listed_and_counted_on_another() {
         .zip(&dirs)
         .map(|(listen, dir)| ServerProcess::start_on(listen, dir.path(), &args))
         .collect();
-    let mut banks = pb::banks_client::BanksClient::new(connect(&replicas[0]).await);
-    let mut matcher = pb::matcher_client::MatcherClient::new(connect(&replicas[1]).await);
+    let mut banks = pb::banks_client::BanksClient::new(replicas[0].channel().await);
+    let mut matcher = pb::matcher_client::MatcherClient::new(replicas[1].channel().await);
     banks.create_bank(block_bank("TVEC")).await.unwrap();
     add(&mut banks, BRIDGE_PDQ, "bridge").await;
     until(&mut matcher, BRIDGE_PDQ, true).await;
@@ -371,7 +363,7 @@ async fn three_replicas_see_each_others_additions_and_removals() {
     let mut banks = Vec::new();
     let mut matchers = Vec::new();
     for replica in &replicas {
-        let channel = connect(replica).await;
+        let channel = replica.channel().await;
         banks.push(pb::banks_client::BanksClient::new(channel.clone()));
         matchers.push(pb::matcher_client::MatcherClient::new(channel));
     }
@@ -484,13 +476,13 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = ServerProcess::start_on("127.0.0.1:0", dir_a.path(), &args);
     let b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &args);
-    let mut banks_a = pb::banks_client::BanksClient::new(connect(&a).await);
+    let mut banks_a = pb::banks_client::BanksClient::new(a.channel().await);
     banks_a.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(11, 300);
     for (i, hash) in hashes[..100].iter().enumerate() {
         add(&mut banks_a, hash, &format!("e{i}")).await;
     }
-    let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
+    let mut matcher_b = pb::matcher_client::MatcherClient::new(b.channel().await);
     until(&mut matcher_b, &hashes[99], true).await;
 
     // B is killed; A goes on adding, removing, and making and deleting another bank.
@@ -516,7 +508,7 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
 
     // Restarted, B has it all from its snapshot.
     let b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &args);
-    let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
+    let mut matcher_b = pb::matcher_client::MatcherClient::new(b.channel().await);
     for (i, hash) in hashes[..200].iter().enumerate() {
         assert_eq!(
             matches(&mut matcher_b, hash).await,
@@ -531,7 +523,7 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
     // carry on over new connections; nothing is lost.
     let terminated = schema.terminate_connections();
     assert!(terminated >= 2, "only {terminated} connections were terminated");
-    let mut banks_b = pb::banks_client::BanksClient::new(connect(&b).await);
+    let mut banks_b = pb::banks_client::BanksClient::new(b.channel().await);
     for (i, hash) in hashes[200..300].iter().enumerate() {
         let banks = if i % 2 == 0 { &mut banks_a } else { &mut banks_b };
         assert_eq!(add(banks, hash, &format!("e{}", 200 + i)).await.added, 1);
@@ -539,7 +531,7 @@ async fn a_restarted_replica_catches_up_and_dropped_connections_lose_nothing() {
             schema.terminate_connections();
         }
     }
-    let mut matcher_a = pb::matcher_client::MatcherClient::new(connect(&a).await);
+    let mut matcher_a = pb::matcher_client::MatcherClient::new(a.channel().await);
     for hash in &hashes[200..300] {
         until(&mut matcher_a, hash, true).await;
         until(&mut matcher_b, hash, true).await;
@@ -562,11 +554,11 @@ async fn a_replica_whose_unapplied_changes_were_pruned_reloads_a_fresh_snapshot_
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = ServerProcess::start_on("127.0.0.1:0", dir_a.path(), &pruning);
     let mut b = ServerProcess::start_on("127.0.0.2:0", dir_b.path(), &keeping);
-    let mut banks_a = pb::banks_client::BanksClient::new(connect(&a).await);
+    let mut banks_a = pb::banks_client::BanksClient::new(a.channel().await);
     banks_a.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(21, 4);
     add(&mut banks_a, &hashes[0], "e0").await;
-    let mut matcher_b = pb::matcher_client::MatcherClient::new(connect(&b).await);
+    let mut matcher_b = pb::matcher_client::MatcherClient::new(b.channel().await);
     until(&mut matcher_b, &hashes[0], true).await;
 
     // B stalls; A adds three entries, removes the one B has, and, a second later, prunes all
@@ -674,7 +666,7 @@ impl Partition {
 }
 
 async fn health(server: &ServerProcess) -> i32 {
-    let mut health = tonic_health::pb::health_client::HealthClient::new(connect(server).await);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
     health
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -733,11 +725,11 @@ async fn a_replica_cut_off_from_the_database_stops_serving_and_recovers() {
         dir_b.path(),
         &["--store", &through, "--max-lag", "1s", "--feed-poll", "100ms"],
     );
-    let mut banks = pb::banks_client::BanksClient::new(connect(&writer).await);
+    let mut banks = pb::banks_client::BanksClient::new(writer.channel().await);
     banks.create_bank(block_bank("TVEC")).await.unwrap();
     let hashes = random_hashes(13, 2);
     add(&mut banks, &hashes[0], "before").await;
-    let mut matcher = pb::matcher_client::MatcherClient::new(connect(&cut_off).await);
+    let mut matcher = pb::matcher_client::MatcherClient::new(cut_off.channel().await);
     until(&mut matcher, &hashes[0], true).await;
     until_health(&cut_off, true).await;
 
