@@ -91,6 +91,10 @@ pub struct ImageCheck {
     /// Also match the PDQ of the picture inside the image's margins (borders, letterbox bars,
     /// caption bands, a screenshot's frame), when it has any.
     pub trim: bool,
+    /// Also match the PDQ of the image's corner windows (and of the trimmed picture's): a
+    /// caption, logo or text over one edge or corner then hides no match against banks that
+    /// store sub-windows. Windows under a bank's minimum quality never match it.
+    pub windows: bool,
 }
 
 /// Metadata for the entries `add_image` creates.
@@ -647,6 +651,7 @@ impl Matcher {
                 algorithms,
                 pdq_dihedral: request.dihedral && pdq,
                 pdq_trimmed: request.trim && pdq,
+                pdq_windows: request.windows && pdq,
                 ..HashOptions::default()
             },
             &self.config.decode_limits,
@@ -723,6 +728,11 @@ impl Matcher {
                     continue;
                 };
                 if hit.distance > bank.settings.thresholds.get(algorithm) {
+                    continue;
+                }
+                // A window is a guess at where the picture is; one too flat to trust is no
+                // evidence at all.
+                if query.view == View::Window && bank.settings.is_low_quality(algorithm, query.quality) {
                     continue;
                 }
                 let found = (hit.distance, query.view, query.transform, query.quality);

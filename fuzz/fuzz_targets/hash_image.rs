@@ -73,6 +73,7 @@ fuzz_target!(|bytes: &[u8]| {
         algorithms: Algorithm::ALL.iter().rev().copied().collect(),
         pdq_dihedral: true,
         pdq_trimmed: true,
+        pdq_windows: true,
         ..HashOptions::default()
     };
     match (hash_image(bytes, &everything, &limits), &decoded) {

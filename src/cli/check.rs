@@ -23,6 +23,10 @@ pub struct CheckArgs {
     /// Also match the picture inside the image's margins (borders, bars, caption bands).
     #[arg(long)]
     trim: bool,
+    /// Also match the image's corner windows, so a caption, logo or text over one edge or
+    /// corner hides no match (against banks that store sub-windows: `add --store-crops`).
+    #[arg(long)]
+    windows: bool,
     /// One JSON object per file: the CheckResponse in protobuf's JSON mapping, plus "path".
     #[arg(long)]
     json: bool,
@@ -42,6 +46,7 @@ pub async fn run(args: CheckArgs) -> CliResult {
             algorithms: algorithms.clone(),
             dihedral: Some(!args.no_dihedral),
             trim: Some(args.trim),
+            windows: Some(args.windows),
         });
         let response = match request {
             Ok(request) => client

@@ -38,6 +38,7 @@ fn image_check(request: &pb::CheckImageRequest) -> Result<ImageCheck, Error> {
         algorithms: convert::algorithms(&request.algorithms)?,
         dihedral: request.dihedral.unwrap_or(true),
         trim: request.trim.unwrap_or(false),
+        windows: request.windows.unwrap_or(false),
     })
 }
 

@@ -220,6 +220,7 @@ fn match_to_pb(found: &Match) -> pb::Match {
             View::Whole => pb::View::Whole,
             View::Trimmed => pb::View::Trimmed,
             View::Picture => pb::View::Picture,
+            View::Window => pb::View::Window,
         } as i32,
         low_quality: found.low_quality,
     }

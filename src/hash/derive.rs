@@ -5,7 +5,8 @@
 //! the frame is cropped away).
 //!
 //! The cost is at add time and in memory: one more stored hash per derived picture. A check
-//! still searches only the upload's own hashes.
+//! searches the upload's own hashes, and when asked, those of its [`corner_windows`]: the
+//! stored windows then match an upload whose caption, logo or text covers one edge or corner.
 
 use super::trim::ContentBox;
 
@@ -50,27 +51,41 @@ const CROP_STEPS: [f32; 8] = [0.025, 0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20
 /// Sub-windows of a `width`×`height` image: for each crop share, the window centred and the
 /// windows in each of the four corners (the crop taken all from two adjacent sides).
 pub fn crop_windows(width: usize, height: usize) -> Vec<ContentBox> {
-    let mut windows = Vec::with_capacity(CROP_STEPS.len() * 5);
-    for share in CROP_STEPS {
-        let (dx, dy) = (
-            (width as f32 * share).round() as usize,
-            (height as f32 * share).round() as usize,
-        );
-        if dx == 0 || dy == 0 || dx >= width || dy >= height {
-            continue;
-        }
-        let (w, h) = (width - dx, height - dy);
-        let origins = [(dx / 2, dy / 2), (0, 0), (dx, 0), (0, dy), (dx, dy)];
-        for (left, top) in origins {
-            windows.push(ContentBox {
-                left,
-                top,
-                right: left + w,
-                bottom: top + h,
-            });
-        }
+    CROP_STEPS
+        .iter()
+        .flat_map(|&share| windows_at(width, height, share, true))
+        .collect()
+}
+
+/// The four corner windows of an upload with the widest stored crop taken from two adjacent
+/// sides: each leaves out the edges where a caption, a logo or a line of text usually sits,
+/// and equals one of the windows [`crop_windows`] stored of the original.
+pub fn corner_windows(width: usize, height: usize) -> Vec<ContentBox> {
+    windows_at(width, height, CROP_STEPS[CROP_STEPS.len() - 1], false)
+}
+
+/// The windows with `share` of each side cropped away: in the four corners, and centred too
+/// when asked. None when the share rounds to nothing or to the whole side.
+fn windows_at(width: usize, height: usize, share: f32, centred: bool) -> Vec<ContentBox> {
+    let (dx, dy) = (
+        (width as f32 * share).round() as usize,
+        (height as f32 * share).round() as usize,
+    );
+    if dx == 0 || dy == 0 || dx >= width || dy >= height {
+        return Vec::new();
     }
-    windows
+    let (w, h) = (width - dx, height - dy);
+    let centre = centred.then_some((dx / 2, dy / 2));
+    centre
+        .into_iter()
+        .chain([(0, 0), (dx, 0), (0, dy), (dx, dy)])
+        .map(|(left, top)| ContentBox {
+            left,
+            top,
+            right: left + w,
+            bottom: top + h,
+        })
+        .collect()
 }
 
 /// Angles of the stored small rotations, in degrees each way: PDQ tolerates about 0.75° of
@@ -221,5 +236,23 @@ mod tests {
                 .iter()
                 .all(|w| w.width() < 10 && w.height() < 10)
         );
+    }
+
+    #[test]
+    fn corner_windows_are_the_widest_stored_corner_crops() {
+        let corners = corner_windows(200, 100);
+        assert_eq!(corners.len(), 4);
+        let stored = crop_windows(200, 100);
+        assert!(corners.iter().all(|w| stored.contains(w)));
+        // Each corner of the image is kept by exactly one window, and each cuts 40 × 20 px.
+        for (x, y) in [(0, 0), (199, 0), (0, 99), (199, 99)] {
+            let keeping = corners
+                .iter()
+                .filter(|w| (w.left..w.right).contains(&x) && (w.top..w.bottom).contains(&y))
+                .count();
+            assert_eq!(keeping, 1, "corner ({x}, {y})");
+        }
+        assert!(corners.iter().all(|w| (w.width(), w.height()) == (160, 80)));
+        assert!(corner_windows(2, 2).is_empty());
     }
 }

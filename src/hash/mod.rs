@@ -286,6 +286,9 @@ pub enum View {
     Trimmed,
     /// The largest picture in a page (a screenshot, with text beside it), see [`region`].
     Picture,
+    /// A corner window of the upload or of a picture found in it, with a fifth of two sides
+    /// cut away, see [`derive::corner_windows`].
+    Window,
 }
 
 /// A query hash transformed by one of PDQ's dihedral symmetries, in the reference's order.
@@ -331,7 +334,8 @@ pub struct ImageHashes {
     /// PDQ's 8 dihedral variants in [`Transform::DIHEDRAL_ORDER`], when asked for.
     pub pdq_dihedral: Option<[HashValue; 8]>,
     /// PDQ of the pictures found inside the image (inside its margins, the largest picture of
-    /// a page), when asked for and found; at most one per view, never two of one area.
+    /// a page), when asked for and found, at most one per view and never two of one area;
+    /// then, when asked for, of the corner windows of the image and of those pictures.
     pub pdq_views: Vec<ViewPdq>,
     /// PDQ of each picture derived from the image (see [`DerivedPictures`]), when asked for.
     pub pdq_derived: Vec<ComputedHash>,
@@ -367,6 +371,9 @@ pub struct HashOptions {
     /// Also hash, with PDQ, these pictures derived from the image (only when PDQ is among the
     /// algorithms).
     pub pdq_derived: DerivedPictures,
+    /// Also hash, with PDQ, the corner windows of the image and of each picture found inside
+    /// it (only when PDQ is among the algorithms).
+    pub pdq_windows: bool,
 }
 
 /// Pictures derived from an image for a bank to store (see [`derive`]).
@@ -412,6 +419,10 @@ pub fn hash_image(
                 pdq_dihedral = dihedral;
                 if options.pdq_trimmed {
                     pdq_views = view_pdq(image.rgb.as_raw(), width, height, options.pdq_dihedral);
+                }
+                if options.pdq_windows {
+                    let windows = window_pdq(image.rgb.as_raw(), width, height, &pdq_views);
+                    pdq_views.extend(windows);
                 }
                 pdq_derived = derived_pdq(image.rgb.as_raw(), width, height, options.pdq_derived);
                 computed
@@ -463,6 +474,40 @@ fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<View
                 hash,
                 dihedral,
             })
+        })
+        .collect()
+}
+
+/// PDQ of the corner windows of packed RGB8 pixels and of each picture `found` in them, with
+/// the windows' areas in the whole image's coordinates.
+fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec<ViewPdq> {
+    let whole = trim::ContentBox {
+        left: 0,
+        top: 0,
+        right: width,
+        bottom: height,
+    };
+    let bases = std::iter::once(whole).chain(found.iter().map(|view| view.area));
+    bases
+        .flat_map(|base| {
+            derive::corner_windows(base.width(), base.height())
+                .into_iter()
+                .map(move |window| trim::ContentBox {
+                    left: base.left + window.left,
+                    top: base.top + window.top,
+                    right: base.left + window.right,
+                    bottom: base.top + window.bottom,
+                })
+        })
+        .map(|area| {
+            let pixels = trim::crop(rgb, width, area);
+            let (hash, _) = pdq_hashes(&pixels, area.width(), area.height(), false);
+            ViewPdq {
+                view: View::Window,
+                area,
+                hash,
+                dihedral: None,
+            }
         })
         .collect()
 }

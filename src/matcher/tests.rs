@@ -472,6 +472,110 @@ fn derived_pictures_catch_crops_and_mirrors() {
     }
 }
 
+/// A copy with a ticker laid over its lower edge misses the photo's own hash, but the upper
+/// corner windows leave the ticker out and match windows the bank stored, when the check
+/// asks for windows.
+#[test]
+fn corner_windows_see_past_a_ticker_over_an_edge() {
+    let photo = bridge_photo();
+    let mut copy = image::load_from_memory(&photo).unwrap().to_rgb8();
+    let (w, h) = copy.dimensions();
+    // A news ticker over the picture: white letters (bars here) on a dark strip across the
+    // bottom 16%.
+    let top = h * 84 / 100;
+    for y in top..h {
+        for x in 0..w {
+            let letter = (y - top) % 14 < 9 && x % 23 < 15 && y < h - 6;
+            let shade = if letter { 250 } else { 20 };
+            copy.put_pixel(x, y, image::Rgb([shade, shade, shade]));
+        }
+    }
+    let copy = png(&copy);
+
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("TVEC"), settings(Action::Block))
+        .unwrap();
+    let entry = ImageEntry {
+        algorithms: vec![Algorithm::Pdq],
+        id: "bridge".into(),
+        derived: DerivedPictures {
+            crops: true,
+            ..DerivedPictures::default()
+        },
+        ..ImageEntry::default()
+    };
+    matcher.add_image(&name("TVEC"), &photo, &entry).unwrap();
+    let check = |windows: bool| {
+        matcher
+            .check_image(
+                &copy,
+                &ImageCheck {
+                    algorithms: vec![Algorithm::Pdq],
+                    windows,
+                    ..ImageCheck::default()
+                },
+            )
+            .unwrap()
+    };
+    assert!(check(false).matches.is_empty(), "{:?}", check(false).matches);
+    let outcome = check(true);
+    assert_eq!(outcome.verdict, Verdict::Block);
+    assert_eq!(outcome.matches[0].view, View::Window);
+    assert_eq!(outcome.matches[0].entry_id, "bridge");
+}
+
+/// A strip of text along the lower edge of a flat picture: the windows above it are as flat
+/// as the stored windows they equal, so they match only a bank whose minimum quality lets
+/// such hashes count.
+#[test]
+fn flat_windows_match_only_banks_that_accept_their_quality() {
+    let flat = |x: u32| image::Rgb([90 + (x / 100) as u8, 90, 90]);
+    let picture = image::RgbImage::from_fn(300, 200, |x, _| flat(x));
+    let ticker = image::RgbImage::from_fn(300, 200, |x, y| match y >= 170 && x % 23 < 15 && y % 14 < 9 {
+        true => image::Rgb([250, 250, 250]),
+        false if y >= 168 => image::Rgb([20, 20, 20]),
+        false => flat(x),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    let bank = name("TVEC");
+    matcher
+        .create_bank(bank.clone(), settings(Action::Block))
+        .unwrap();
+    let entry = ImageEntry {
+        algorithms: vec![Algorithm::Pdq],
+        allow_low_quality: true,
+        derived: DerivedPictures {
+            crops: true,
+            ..DerivedPictures::default()
+        },
+        ..ImageEntry::default()
+    };
+    matcher.add_image(&bank, &png(&picture), &entry).unwrap();
+    let windows = ImageCheck {
+        algorithms: vec![Algorithm::Pdq],
+        windows: true,
+        ..ImageCheck::default()
+    };
+    let window_matches = || {
+        let outcome = matcher.check_image(&png(&ticker), &windows).unwrap();
+        outcome.matches.iter().filter(|m| m.view == View::Window).count()
+    };
+    assert_eq!(window_matches(), 0);
+    matcher
+        .update_bank(
+            &bank,
+            &BankUpdate {
+                min_quality: Some(0),
+                ..BankUpdate::default()
+            },
+        )
+        .unwrap();
+    assert!(window_matches() > 0);
+}
+
 /// A flat picture (quality far below 50) is refused unless forced; once stored, its matches are
 /// marked low quality while the bank's minimum is above the upload's quality.
 #[test]

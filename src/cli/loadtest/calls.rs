@@ -113,6 +113,7 @@ fn image_request(workload: &Workload, rng: &mut Rng) -> pb::CheckImageRequest {
         algorithms: Vec::new(),
         dihedral: Some(workload.dihedral),
         trim: None,
+        windows: None,
     }
 }
 
