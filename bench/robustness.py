@@ -86,6 +86,14 @@ MODES = [
                  "store_crops": True, "store_rotations": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
     },
+    {
+        "name": "windows",
+        "about": "derived+rot, plus the upload's four corner windows (a fifth of two adjacent sides cut "
+                 "away) and its trimmed picture's, against the stored sub-windows",
+        "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True, "store_dihedral": True,
+                 "store_crops": True, "store_rotations": True},
+        "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True, "windows": True},
+    },
 ]
 
 # AddImageRequest fields a mode's bank may set: pictures derived from each original stored
