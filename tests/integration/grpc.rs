@@ -621,6 +621,53 @@ async fn an_edited_copy_of_a_flagged_image_is_blocked_and_allow_banks_override()
     }
 }
 
+/// A copy with a news ticker over its lower edge: no match as uploaded, a match through one of
+/// its corner windows against a bank that stored the photo's sub-windows, reported as such.
+#[tokio::test]
+async fn a_ticker_over_an_edge_matches_through_a_corner_window() {
+    let server = TestServer::start().await;
+    let mut banks = server.banks().await;
+    let mut matcher = server.matcher().await;
+    banks.create_bank(bank("TVEC", pb::Action::Block)).await.unwrap();
+    let added = banks
+        .add_image(pb::AddImageRequest {
+            bank: "TVEC".into(),
+            image: read_testdata(ORIGINAL),
+            algorithms: vec![pb::Algorithm::Pdq as i32],
+            id: "bridge".into(),
+            store_crops: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.added, 41);
+
+    let mut copy = image::load_from_memory(&read_testdata(ORIGINAL))
+        .unwrap()
+        .to_rgb8();
+    let h = copy.height();
+    let top = h * 84 / 100;
+    for (x, y, pixel) in copy.enumerate_pixels_mut().filter(|(_, y, _)| *y >= top) {
+        let letter = (y - top) % 14 < 9 && x % 23 < 15 && y < h - 6;
+        pixel.0 = if letter { [250; 3] } else { [20; 3] };
+    }
+    let mut png = Vec::new();
+    copy.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let check = |windows: bool| pb::CheckImageRequest {
+        image: png.clone(),
+        windows: Some(windows),
+        ..Default::default()
+    };
+    let plain = matcher.check_image(check(false)).await.unwrap().into_inner();
+    assert_eq!(plain.verdict, pb::Verdict::NoMatch as i32, "{plain:?}");
+    let windows = matcher.check_image(check(true)).await.unwrap().into_inner();
+    assert_eq!(windows.verdict, pb::Verdict::Block as i32);
+    assert_eq!(windows.matches[0].view, pb::View::Window as i32);
+    assert_eq!(windows.matches[0].entry_id, "bridge");
+}
+
 #[tokio::test]
 async fn bad_images_get_precise_statuses() {
     let server = TestServer::start().await;
