@@ -87,6 +87,18 @@ MODES = [
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
     },
     {
+        "name": "pdq+phash",
+        "about": "dihedral, plus the upload's 64-bit pHash against the originals' pHash (distance <= 8)",
+        "bank": {"algorithms": ["PDQ", "PHASH"], "thresholds": {}},
+        "request": {"algorithms": ["PDQ", "PHASH"], "dihedral": True},
+    },
+    {
+        "name": "pdq+dhash",
+        "about": "dihedral, plus the upload's 64-bit dHash against the originals' dHash (distance <= 8)",
+        "bank": {"algorithms": ["PDQ", "DHASH"], "thresholds": {}},
+        "request": {"algorithms": ["PDQ", "DHASH"], "dihedral": True},
+    },
+    {
         "name": "windows",
         "about": "derived+rot, plus the upload's four corner windows (a fifth of two adjacent sides cut "
                  "away) and its trimmed picture's, against the stored sub-windows",
