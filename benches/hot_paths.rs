@@ -1,4 +1,5 @@
-//! Criterion benches of the hot paths: decoding, PDQ, and the index scan.
+//! Criterion benches of the hot paths: decoding, PDQ (with and without corner windows), and
+//! the index scan.
 //! Run: `cargo bench --bench hot_paths` (release profile).
 
 use std::hint::black_box;
@@ -42,6 +43,29 @@ fn hashing(c: &mut Criterion) {
         "check-image hashing 1600x1004 jpeg (decode, pdq+dihedral, md5, sha256)",
         |b| b.iter(|| hash_image(black_box(&jpeg), &options, &limits).unwrap()),
     );
+    // What CheckImage's windows option adds: the PDQ of four corner windows.
+    let windows = HashOptions {
+        algorithms: vec![Algorithm::Pdq],
+        pdq_windows: true,
+        ..HashOptions::default()
+    };
+    let pdq_only = HashOptions {
+        algorithms: vec![Algorithm::Pdq],
+        ..HashOptions::default()
+    };
+    let bmp = {
+        let mut bytes = Vec::new();
+        resized
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Bmp)
+            .unwrap();
+        bytes
+    };
+    c.bench_function("pdq of a 1024x768 bmp", |b| {
+        b.iter(|| hash_image(black_box(&bmp), &pdq_only, &limits).unwrap())
+    });
+    c.bench_function("pdq and 4 corner windows of a 1024x768 bmp", |b| {
+        b.iter(|| hash_image(black_box(&bmp), &windows, &limits).unwrap())
+    });
 }
 
 /// Pseudo-random hashes from a fixed seed (xorshift), so runs compare.
