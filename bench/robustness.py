@@ -74,7 +74,8 @@ MODES = [
     {
         "name": "derived",
         "about": "trim, against originals added also with their 7 exact turns and mirrors and "
-                 "40 sub-windows (crops up to 20% of each side, centred and in the corners)",
+                 "41 sub-windows (crops up to 20% of each side, centred and in the corners, and the band "
+                 "with 20% cut from the top and the bottom)",
         "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True, "store_dihedral": True,
                  "store_crops": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
@@ -100,8 +101,9 @@ MODES = [
     },
     {
         "name": "windows",
-        "about": "derived+rot, plus the upload's four corner windows (a fifth of two adjacent sides cut "
-                 "away) and its trimmed picture's, against the stored sub-windows",
+        "about": "derived+rot, plus the upload's overlay windows (the four corner windows with a fifth of "
+                 "two adjacent sides cut away, the band with a fifth cut from the top and the bottom) and "
+                 "its trimmed picture's, against the stored sub-windows",
         "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True, "store_dihedral": True,
                  "store_crops": True, "store_rotations": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True, "windows": True},

@@ -91,9 +91,10 @@ pub struct ImageCheck {
     /// Also match the PDQ of the picture inside the image's margins (borders, letterbox bars,
     /// caption bands, a screenshot's frame), when it has any.
     pub trim: bool,
-    /// Also match the PDQ of the image's corner windows (and of the trimmed picture's): a
-    /// caption, logo or text over one edge or corner then hides no match against banks that
-    /// store sub-windows. Windows under a bank's minimum quality never match it.
+    /// Also match the PDQ of the image's overlay windows (and of the trimmed picture's): a
+    /// caption, logo or text over an edge or a corner, or a meme's top and bottom captions,
+    /// then hide no match against banks that store sub-windows. Windows under a bank's
+    /// minimum quality never match it.
     pub windows: bool,
 }
 

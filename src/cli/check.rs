@@ -23,8 +23,9 @@ pub struct CheckArgs {
     /// Also match the picture inside the image's margins (borders, bars, caption bands).
     #[arg(long)]
     trim: bool,
-    /// Also match the image's corner windows, so a caption, logo or text over one edge or
-    /// corner hides no match (against banks that store sub-windows: `add --store-crops`).
+    /// Also match windows of the image that leave out its corners and edges, so a caption,
+    /// logo or text over an edge or corner hides no match (against banks that store
+    /// sub-windows: `add --store-crops`).
     #[arg(long)]
     windows: bool,
     /// One JSON object per file: the CheckResponse in protobuf's JSON mapping, plus "path".

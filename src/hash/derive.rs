@@ -5,8 +5,8 @@
 //! the frame is cropped away).
 //!
 //! The cost is at add time and in memory: one more stored hash per derived picture. A check
-//! searches the upload's own hashes, and when asked, those of its [`corner_windows`]: the
-//! stored windows then match an upload whose caption, logo or text covers one edge or corner.
+//! searches the upload's own hashes, and when asked, those of its [`overlay_windows`]: the
+//! stored windows then match an upload whose caption, logo or text covers an edge or corner.
 
 use super::trim::ContentBox;
 
@@ -49,19 +49,40 @@ pub fn dihedral(rgb: &[u8], width: usize, height: usize) -> Vec<(Vec<u8>, usize,
 const CROP_STEPS: [f32; 8] = [0.025, 0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20];
 
 /// Sub-windows of a `width`×`height` image: for each crop share, the window centred and the
-/// windows in each of the four corners (the crop taken all from two adjacent sides).
+/// windows in each of the four corners (the crop taken all from two adjacent sides); and the
+/// middle band of [`overlay_windows`].
 pub fn crop_windows(width: usize, height: usize) -> Vec<ContentBox> {
-    CROP_STEPS
+    let mut windows: Vec<ContentBox> = CROP_STEPS
         .iter()
         .flat_map(|&share| windows_at(width, height, share, true))
-        .collect()
+        .collect();
+    windows.extend(middle_band(width, height));
+    windows
 }
 
-/// The four corner windows of an upload with the widest stored crop taken from two adjacent
-/// sides: each leaves out the edges where a caption, a logo or a line of text usually sits,
-/// and equals one of the windows [`crop_windows`] stored of the original.
-pub fn corner_windows(width: usize, height: usize) -> Vec<ContentBox> {
-    windows_at(width, height, CROP_STEPS[CROP_STEPS.len() - 1], false)
+/// The windows of an upload that leave out where captions, logos and tickers usually sit: the
+/// four corner windows with the widest stored crop taken from two adjacent sides, and the
+/// middle band with as much cut from the top and from the bottom (a meme's two captions).
+/// Each equals a window [`crop_windows`] stored of the original.
+pub fn overlay_windows(width: usize, height: usize) -> Vec<ContentBox> {
+    let mut windows = windows_at(width, height, WIDEST_CROP, false);
+    windows.extend(middle_band(width, height));
+    windows
+}
+
+/// The widest crop share of the stored windows.
+const WIDEST_CROP: f32 = CROP_STEPS[CROP_STEPS.len() - 1];
+
+/// The full-width band with [`WIDEST_CROP`] of the height cut from the top and from the
+/// bottom, if that leaves any.
+fn middle_band(width: usize, height: usize) -> Option<ContentBox> {
+    let cut = (height as f32 * WIDEST_CROP).round() as usize;
+    (cut > 0 && 2 * cut < height).then_some(ContentBox {
+        left: 0,
+        top: cut,
+        right: width,
+        bottom: height - cut,
+    })
 }
 
 /// The windows with `share` of each side cropped away: in the four corners, and centred too
@@ -213,7 +234,7 @@ mod tests {
     #[test]
     fn crop_windows_cover_centre_and_corners_within_the_image() {
         let windows = crop_windows(200, 100);
-        assert_eq!(windows.len(), 40);
+        assert_eq!(windows.len(), 41);
         assert!(
             windows
                 .iter()
@@ -231,28 +252,39 @@ mod tests {
             right: 200,
             bottom: 100
         }));
-        assert!(
-            crop_windows(10, 10)
-                .iter()
-                .all(|w| w.width() < 10 && w.height() < 10)
-        );
+        // None is the whole image, however small.
+        assert!(crop_windows(10, 10).iter().all(|w| w.width() * w.height() < 100));
     }
 
     #[test]
-    fn corner_windows_are_the_widest_stored_corner_crops() {
-        let corners = corner_windows(200, 100);
-        assert_eq!(corners.len(), 4);
+    fn overlay_windows_are_stored_windows_that_leave_out_corners_and_captions() {
+        let windows = overlay_windows(200, 100);
+        assert_eq!(windows.len(), 5);
         let stored = crop_windows(200, 100);
-        assert!(corners.iter().all(|w| stored.contains(w)));
-        // Each corner of the image is kept by exactly one window, and each cuts 40 × 20 px.
+        assert!(windows.iter().all(|w| stored.contains(w)));
+        // Each corner of the image is kept by exactly one window, and the corner windows cut
+        // 40 × 20 px.
         for (x, y) in [(0, 0), (199, 0), (0, 99), (199, 99)] {
-            let keeping = corners
+            let keeping = windows
                 .iter()
                 .filter(|w| (w.left..w.right).contains(&x) && (w.top..w.bottom).contains(&y))
                 .count();
             assert_eq!(keeping, 1, "corner ({x}, {y})");
         }
-        assert!(corners.iter().all(|w| (w.width(), w.height()) == (160, 80)));
-        assert!(corner_windows(2, 2).is_empty());
+        assert_eq!(
+            windows
+                .iter()
+                .filter(|w| (w.width(), w.height()) == (160, 80))
+                .count(),
+            4
+        );
+        // The band between the top and bottom captions: full width, a fifth off each end.
+        assert!(windows.contains(&ContentBox {
+            left: 0,
+            top: 20,
+            right: 200,
+            bottom: 80
+        }));
+        assert!(overlay_windows(2, 2).is_empty());
     }
 }

@@ -286,8 +286,8 @@ pub enum View {
     Trimmed,
     /// The largest picture in a page (a screenshot, with text beside it), see [`region`].
     Picture,
-    /// A corner window of the upload or of a picture found in it, with a fifth of two sides
-    /// cut away, see [`derive::corner_windows`].
+    /// A window of the upload or of a picture found in it that leaves out an edge or a corner,
+    /// see [`derive::overlay_windows`].
     Window,
 }
 
@@ -335,7 +335,7 @@ pub struct ImageHashes {
     pub pdq_dihedral: Option<[HashValue; 8]>,
     /// PDQ of the pictures found inside the image (inside its margins, the largest picture of
     /// a page), when asked for and found, at most one per view and never two of one area;
-    /// then, when asked for, of the corner windows of the image and of those pictures.
+    /// then, when asked for, of the overlay windows of the image and of those pictures.
     pub pdq_views: Vec<ViewPdq>,
     /// PDQ of each picture derived from the image (see [`DerivedPictures`]), when asked for.
     pub pdq_derived: Vec<ComputedHash>,
@@ -371,7 +371,7 @@ pub struct HashOptions {
     /// Also hash, with PDQ, these pictures derived from the image (only when PDQ is among the
     /// algorithms).
     pub pdq_derived: DerivedPictures,
-    /// Also hash, with PDQ, the corner windows of the image and of each picture found inside
+    /// Also hash, with PDQ, the overlay windows of the image and of each picture found inside
     /// it (only when PDQ is among the algorithms).
     pub pdq_windows: bool,
 }
@@ -478,7 +478,7 @@ fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<View
         .collect()
 }
 
-/// PDQ of the corner windows of packed RGB8 pixels and of each picture `found` in them, with
+/// PDQ of the overlay windows of packed RGB8 pixels and of each picture `found` in them, with
 /// the windows' areas in the whole image's coordinates.
 fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec<ViewPdq> {
     let whole = trim::ContentBox {
@@ -490,7 +490,7 @@ fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec
     let bases = std::iter::once(whole).chain(found.iter().map(|view| view.area));
     bases
         .flat_map(|base| {
-            derive::corner_windows(base.width(), base.height())
+            derive::overlay_windows(base.width(), base.height())
                 .into_iter()
                 .map(move |window| trim::ContentBox {
                     left: base.left + window.left,
