@@ -1,4 +1,4 @@
-//! Criterion benches of the hot paths: decoding, PDQ (with and without corner windows), and
+//! Criterion benches of the hot paths: decoding, PDQ (with and without overlay windows), and
 //! the index scan.
 //! Run: `cargo bench --bench hot_paths` (release profile).
 
