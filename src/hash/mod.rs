@@ -466,8 +466,7 @@ fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<View
         .into_iter()
         .filter_map(|(view, area)| {
             let area = area?;
-            let pixels = trim::crop(rgb, width, area);
-            let (hash, dihedral) = pdq_hashes(&pixels, area.width(), area.height(), dihedral);
+            let (hash, dihedral) = area_pdq(rgb, width, area, dihedral);
             Some(ViewPdq {
                 view,
                 area,
@@ -481,12 +480,7 @@ fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<View
 /// PDQ of the overlay windows of packed RGB8 pixels and of each picture `found` in them, with
 /// the windows' areas in the whole image's coordinates.
 fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec<ViewPdq> {
-    let whole = trim::ContentBox {
-        left: 0,
-        top: 0,
-        right: width,
-        bottom: height,
-    };
+    let whole = trim::ContentBox::whole(width, height);
     let bases = std::iter::once(whole).chain(found.iter().map(|view| view.area));
     bases
         .flat_map(|base| {
@@ -499,15 +493,11 @@ fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec
                     bottom: base.top + window.bottom,
                 })
         })
-        .map(|area| {
-            let pixels = trim::crop(rgb, width, area);
-            let (hash, _) = pdq_hashes(&pixels, area.width(), area.height(), false);
-            ViewPdq {
-                view: View::Window,
-                area,
-                hash,
-                dihedral: None,
-            }
+        .map(|area| ViewPdq {
+            view: View::Window,
+            area,
+            hash: area_pdq(rgb, width, area, false).0,
+            dihedral: None,
         })
         .collect()
 }
@@ -527,11 +517,22 @@ fn derived_pdq(rgb: &[u8], width: usize, height: usize, wanted: DerivedPictures)
     }
     if wanted.crops {
         for window in derive::crop_windows(width, height) {
-            let pixels = trim::crop(rgb, width, window);
-            hashes.push(pdq_hashes(&pixels, window.width(), window.height(), false).0);
+            hashes.push(area_pdq(rgb, width, window, false).0);
         }
     }
     hashes
+}
+
+/// PDQ of the `area` of packed RGB8 pixels `width` wide, and its dihedral variants when asked
+/// for.
+fn area_pdq(
+    rgb: &[u8],
+    width: usize,
+    area: trim::ContentBox,
+    dihedral: bool,
+) -> (ComputedHash, Option<[HashValue; 8]>) {
+    let pixels = trim::crop(rgb, width, area);
+    pdq_hashes(&pixels, area.width(), area.height(), dihedral)
 }
 
 /// PDQ of packed RGB8 pixels, and its dihedral variants when asked for.

@@ -20,6 +20,16 @@ pub struct ContentBox {
 }
 
 impl ContentBox {
+    /// The whole of a `width`×`height` image.
+    pub fn whole(width: usize, height: usize) -> ContentBox {
+        ContentBox {
+            left: 0,
+            top: 0,
+            right: width,
+            bottom: height,
+        }
+    }
+
     pub fn width(&self) -> usize {
         self.right - self.left
     }
@@ -54,12 +64,7 @@ pub fn content_box(rgb: &[u8], width: usize, height: usize) -> Option<ContentBox
         return None;
     }
     let image = Rgb { rgb, width };
-    let whole = ContentBox {
-        left: 0,
-        top: 0,
-        right: width,
-        bottom: height,
-    };
+    let whole = ContentBox::whole(width, height);
     let mut bounds = whole;
     for _ in 0..MAX_LAYERS {
         let peeled = peel(&image, bounds);
