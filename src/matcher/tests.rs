@@ -57,6 +57,17 @@ fn open(dir: &std::path::Path) -> Matcher {
     Matcher::open(MatcherConfig::new(dir)).unwrap()
 }
 
+/// A matcher whose one bank, TVEC (block), holds `image` added as `entry` says.
+fn matcher_holding(image: &[u8], entry: &ImageEntry) -> (tempfile::TempDir, Matcher) {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("TVEC"), settings(Action::Block))
+        .unwrap();
+    matcher.add_image(&name("TVEC"), image, entry).unwrap();
+    (dir, matcher)
+}
+
 #[test]
 fn a_near_hash_matches_within_the_threshold_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -492,11 +503,6 @@ fn overlay_windows_see_past_a_ticker_over_an_edge() {
     }
     let copy = png(&copy);
 
-    let dir = tempfile::tempdir().unwrap();
-    let matcher = open(dir.path());
-    matcher
-        .create_bank(name("TVEC"), settings(Action::Block))
-        .unwrap();
     let entry = ImageEntry {
         algorithms: vec![Algorithm::Pdq],
         id: "bridge".into(),
@@ -506,7 +512,7 @@ fn overlay_windows_see_past_a_ticker_over_an_edge() {
         },
         ..ImageEntry::default()
     };
-    matcher.add_image(&name("TVEC"), &photo, &entry).unwrap();
+    let (_dir, matcher) = matcher_holding(&photo, &entry);
     let check = |windows: bool| {
         matcher
             .check_image(
@@ -538,12 +544,6 @@ fn flat_windows_match_only_banks_that_accept_their_quality() {
         false if y >= 168 => image::Rgb([20, 20, 20]),
         false => flat(x),
     });
-    let dir = tempfile::tempdir().unwrap();
-    let matcher = open(dir.path());
-    let bank = name("TVEC");
-    matcher
-        .create_bank(bank.clone(), settings(Action::Block))
-        .unwrap();
     let entry = ImageEntry {
         algorithms: vec![Algorithm::Pdq],
         allow_low_quality: true,
@@ -553,7 +553,7 @@ fn flat_windows_match_only_banks_that_accept_their_quality() {
         },
         ..ImageEntry::default()
     };
-    matcher.add_image(&bank, &png(&picture), &entry).unwrap();
+    let (_dir, matcher) = matcher_holding(&png(&picture), &entry);
     let windows = ImageCheck {
         algorithms: vec![Algorithm::Pdq],
         windows: true,
@@ -566,7 +566,7 @@ fn flat_windows_match_only_banks_that_accept_their_quality() {
     assert_eq!(window_matches(), 0);
     matcher
         .update_bank(
-            &bank,
+            &name("TVEC"),
             &BankUpdate {
                 min_quality: Some(0),
                 ..BankUpdate::default()
@@ -658,16 +658,11 @@ fn a_screenshot_of_a_page_matches_through_its_picture() {
     }
     let screenshot = png(&page);
 
-    let dir = tempfile::tempdir().unwrap();
-    let matcher = open(dir.path());
-    matcher
-        .create_bank(name("TVEC"), settings(Action::Block))
-        .unwrap();
     let entry = ImageEntry {
         algorithms: vec![Algorithm::Pdq],
         ..ImageEntry::default()
     };
-    matcher.add_image(&name("TVEC"), &photo_bytes, &entry).unwrap();
+    let (_dir, matcher) = matcher_holding(&photo_bytes, &entry);
     let check = |trim: bool| {
         matcher
             .check_image(
