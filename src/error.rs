@@ -46,3 +46,28 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Whether a background loop (the feed follower, the match-log writer) is failing, logged when
+/// that changes: the first failure as a warning, the first success after it as an info line,
+/// so an outage of an hour is two lines rather than one per attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    pub failing: bool,
+}
+
+impl Outage {
+    /// Notes one attempt's `result`, logging `recovered` or `failed` if it changes the state.
+    pub fn note<E: std::error::Error>(&mut self, result: &Result<(), E>, recovered: &str, failed: &str) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!("{recovered}");
+            }
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::warn!(error = %error_chain(error), "{failed}");
+            }
+            _ => {}
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::Matcher;
 use crate::bank::EntryKey;
-use crate::error::{Error, error_chain};
+use crate::error::{Error, Outage, error_chain};
 use crate::hash::{Algorithm, HashValue};
 use crate::store::{Change, ChangeFeed, ChangeKind, StoreError};
 
@@ -210,7 +210,7 @@ pub fn follow(matcher: &Arc<Matcher>, config: FollowConfig) -> Option<JoinHandle
     let thread = std::thread::Builder::new()
         .name("feed-follower".into())
         .spawn(move || {
-            let mut failing = false;
+            let mut outage = Outage::default();
             let mut pruned_at: Option<Instant> = None;
             loop {
                 let Some(strong) = matcher.upgrade() else {
@@ -221,26 +221,21 @@ pub fn follow(matcher: &Arc<Matcher>, config: FollowConfig) -> Option<JoinHandle
                         tracing::warn!(error = %error_chain(&error), "changes not yet applied here were pruned: loading a fresh snapshot");
                         match strong.load() {
                             Ok(()) => {
-                                failing = false;
+                                outage.failing = false;
                                 tracing::info!(position = strong.store.feed().map_or(0, |f| f.position()), "following the shared store again from a fresh snapshot");
                                 continue;
                             }
                             Err(error) => {
-                                failing = true;
+                                outage.failing = true;
                                 tracing::warn!(error = %error_chain(&error), "cannot load a fresh snapshot; retrying");
                             }
                         }
                     }
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!("following the shared store again");
-                    }
-                    Ok(()) => {}
-                    Err(error) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %error_chain(&error), "cannot follow the shared store; retrying");
-                    }
-                    Err(_) => {}
+                    result => outage.note(
+                        &result,
+                        "following the shared store again",
+                        "cannot follow the shared store; retrying",
+                    ),
                 }
                 if let (Some(keep), Some(every)) = (config.retention, prune_every)
                     && pruned_at.is_none_or(|at| at.elapsed() >= every)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::Matcher;
 use crate::bank::BankId;
-use crate::error::error_chain;
+use crate::error::Outage;
 use crate::store::{MatchCount, MatchRecord, Store, StoreError};
 
 /// How often queued matches are written.
@@ -157,24 +157,17 @@ pub fn keep_flushing(matcher: &Arc<Matcher>) -> std::io::Result<JoinHandle<()>> 
     std::thread::Builder::new()
         .name("match-log".into())
         .spawn(move || {
-            let mut failing = false;
+            let mut outage = Outage::default();
             loop {
                 std::thread::sleep(FLUSH_EVERY);
                 let Some(matcher) = matcher.upgrade() else {
                     return;
                 };
-                match matcher.match_log.flush(matcher.store.as_ref(), false) {
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!("writing the match log again");
-                    }
-                    Ok(()) => {}
-                    Err(error) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %error_chain(&error), "cannot write the match log; matches stay queued");
-                    }
-                    Err(_) => {}
-                }
+                outage.note(
+                    &matcher.match_log.flush(matcher.store.as_ref(), false),
+                    "writing the match log again",
+                    "cannot write the match log; matches stay queued",
+                );
             }
         })
 }
