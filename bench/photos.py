@@ -10,6 +10,11 @@ Sources, in this order (each loaded as 8-bit RGB; grey photos stacked to 3 chann
   LabelMe photos (testdata/pdq/reg-test-input/labelme-subset/q*.jpg) and
   testdata/pdq/misc-images/small.jpg.
 Distractors (`load_distractors`): the sample images of Debian's opencv-doc package.
+
+A held-out set (`load_held_out_photos`), never looked at while the matching modes were built:
+the photographs among the desktop wallpapers of Debian's lomiri-wallpapers-16.04,
+lomiri-wallpapers-20.04 and mate-backgrounds packages (the drawings and renders beside them
+left out), scaled down to 1024 px on the longer side, as platforms scale uploads.
 """
 import glob
 import os
@@ -64,25 +69,66 @@ OPENCV_SAMPLES = "/usr/share/doc/opencv-doc/examples/data"
 CACHE = os.path.join(REPO, "bench", ".cache")
 
 
-def opencv_samples_dir():
-    """The sample images of Debian's opencv-doc: installed, or fetched with `apt-get download`
-    and unpacked into bench/.cache (about 96 MB, once). None when neither works."""
-    if os.path.isdir(OPENCV_SAMPLES):
-        return OPENCV_SAMPLES
-    unpacked = os.path.join(CACHE, "opencv-doc")
-    local = os.path.join(unpacked, OPENCV_SAMPLES.lstrip("/"))
+def package_dir(package, folder, needs=""):
+    """`folder` as Debian's `package` installs it: on this machine (if it holds `needs`), or
+    from the package fetched with `apt-get download` and unpacked into bench/.cache (once).
+    None when neither works."""
+    if os.path.exists(os.path.join(folder, needs)):
+        return folder
+    unpacked = os.path.join(CACHE, package)
+    local = os.path.join(unpacked, folder.lstrip("/"))
     if os.path.isdir(local):
         return local
     os.makedirs(CACHE, exist_ok=True)
     try:
-        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=CACHE, check=True,
+        subprocess.run(["apt-get", "download", package], cwd=CACHE, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        package = sorted(glob.glob(os.path.join(CACHE, "opencv-doc_*.deb")))[-1]
-        subprocess.run(["dpkg-deb", "-x", package, unpacked], check=True)
-        os.remove(package)
+        deb = sorted(glob.glob(os.path.join(CACHE, f"{package}_*.deb")))[-1]
+        subprocess.run(["dpkg-deb", "-x", deb, unpacked], check=True)
+        os.remove(deb)
     except (OSError, subprocess.CalledProcessError, IndexError):
         return None
     return local if os.path.isdir(local) else None
+
+
+def opencv_samples_dir():
+    """The sample images of Debian's opencv-doc (about 96 MB when fetched)."""
+    return package_dir("opencv-doc", OPENCV_SAMPLES)
+
+
+# The photographs of each wallpaper package (file names under /usr/share/backgrounds), chosen
+# by looking at them: the packages also hold drawings and renders, which are not photos.
+HELD_OUT_PHOTOS = {
+    "lomiri-wallpapers-16.04": [
+        "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+        "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg",
+        "aitzgorri_by_Aitzol_Berasategi.jpg", "analogpattern_by_Peter_Nerlich.jpg",
+        "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
+        "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg",
+        "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg",
+        "sunset_by_Aitzol_Berasategi.jpg",
+    ],
+    "lomiri-wallpapers-20.04": ["Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg"],
+    "mate-backgrounds": [f"mate/nature/{name}.jpg" for name in [
+        "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+        "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower"]],
+}
+
+
+def load_held_out_photos(max_side=1024):
+    """[(name, HxWx3 uint8 array)] of the held-out photos, each scaled down (Lanczos) so that
+    its longer side is at most `max_side`. Fails when a package cannot be had."""
+    photos = []
+    for package, files in HELD_OUT_PHOTOS.items():
+        folder = package_dir(package, "/usr/share/backgrounds", needs=files[0])
+        if folder is None:
+            raise OSError(f"cannot install or fetch Debian package {package}")
+        for file in files:
+            image = Image.open(os.path.join(folder, file)).convert("RGB")
+            image.thumbnail((max_side, max_side), Image.LANCZOS)
+            name = "wallpaper-" + os.path.splitext(os.path.basename(file))[0].split("_by_")[0]
+            photos.append((name, _rgb(image)))
+    return photos
 
 
 def load_distractors(min_side=128):

@@ -752,7 +752,12 @@ def run(args):
     # left out, as AddImage refuses them by default and hash-sharing programmes discard them.
     progress("loading photos")
     photos, skipped = [], []
-    for name, pixels in photo_sources.load_photos():
+    try:
+        sources = (photo_sources.load_held_out_photos() if args.set == "held-out"
+                   else photo_sources.load_photos())
+    except OSError as error:
+        raise Failure(str(error)) from error
+    for name, pixels in sources:
         data, _, _ = make_copy(ORIGINAL, name, pixels, args.seed)
         hashes, quality = reference_hashes(data)
         if quality < MIN_QUALITY:
@@ -773,7 +778,11 @@ def run(args):
     distractors = []
     if not args.no_distractors:
         progress("loading distractors")
-        for name, pixels in photo_sources.load_distractors():
+        # The held-out photos also have the development photos to match by mistake.
+        unrelated = photo_sources.load_distractors()
+        if args.set == "held-out":
+            unrelated += photo_sources.load_photos()
+        for name, pixels in unrelated:
             data, _, _ = make_copy(ORIGINAL, name, pixels, args.seed)
             hashes, quality = reference_hashes(data)
             nearest = int((hashes[0][None, :] != ref_originals).sum(axis=1).min())
@@ -879,6 +888,7 @@ def run(args):
 
     return {
         "date": stamp, "commit": commit, "binary": args.binary, "seed": args.seed,
+        "set": args.set,
         "threshold": PDQ_THRESHOLD,
         "photos": names, "distractors": [d["name"] for d in distractors],
         "skipped_low_quality": [{"photo": n, "quality": q} for n, q in skipped],
@@ -944,11 +954,13 @@ def summarise(result):
     result["summary"] = summary
 
     lines = [f"# bench/robustness, {result['date']}, commit {result['commit']}", ""]
-    lines.append(f"{n} photos (bench/photos.py; left out for PDQ quality < {MIN_QUALITY}: "
+    held_out = result.get("set") == "held-out"
+    lines.append(f"{n} {'held-out ' if held_out else ''}photos (bench/photos.py; left out for PDQ quality < {MIN_QUALITY}: "
                  + (", ".join(f"{s['photo']} ({s['quality']})" for s in result["skipped_low_quality"])
                     or "none") + f"), {len(edit_rows)} edits, seed {result['seed']}, "
                  f"match at distance <= {result['threshold']}; "
-                 f"{len(result.get('distractors', []))} distractors (opencv-doc samples, "
+                 f"{len(result.get('distractors', []))} distractors (opencv-doc samples"
+                 f"{' and the development photos' if held_out else ''}, "
                  "stored in every bank, never checked).")
     lines.append("Modes: " + "; ".join(f"`{m['name']}`: {m['about']}" for m in result["modes"]) + ".")
     lines.append("Recall: the fraction of photos whose edited copy matched its own original.")
@@ -1039,6 +1051,9 @@ def main():
     parser.add_argument("--binary", default=default_binary, help="the hashsieve binary")
     parser.add_argument("--json", metavar="FILE", help="write the whole result as JSON")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--set", choices=["dev", "held-out"], default="dev",
+                        help="the photos to edit: those the modes were developed on, or the "
+                             "held-out wallpaper photos (bench/photos.py)")
     parser.add_argument("--list", action="store_true", help="list the modes and edits and exit")
     parser.add_argument("--no-distractors", action="store_true",
                         help="store only the photos (no opencv-doc samples as distractors)")
