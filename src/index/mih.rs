@@ -454,7 +454,10 @@ impl<const WORDS: usize> State<WORDS> {
             }
             for (position, probe) in scratch.ranges.iter().enumerate() {
                 if let Some(ahead) = scratch.ranges.get(position + PREFETCH_DISTANCE) {
-                    prefetch(&tables.chunks[ahead.chunk as usize].entries[ahead.start as usize]);
+                    // A bucket's entries can straddle two cache lines: fetch both.
+                    let entries = &tables.chunks[ahead.chunk as usize].entries;
+                    prefetch(&entries[ahead.start as usize]);
+                    prefetch(&entries[ahead.end as usize - 1]);
                 }
                 let chunk = &tables.chunks[probe.chunk as usize];
                 let low_mask = chunk.layout.low_mask();
