@@ -545,6 +545,101 @@ EDITS = [
 ORIGINAL = Edit("original", "original", None)
 
 
+def crop_to_aspect(aspect):
+    """The centred crop of that aspect (width / height): what apps do to fit a square."""
+    def edit(im, r, g):
+        w, h = im.size
+        cw, ch = min(w, round(h * aspect)), min(h, round(w / aspect))
+        left, top = (w - cw) // 2, (h - ch) // 2
+        return im.crop((left, top, left + cw, top + ch))
+    return edit
+
+
+def vignette(im, r, g):
+    """Edges darkened towards the corners (to 35 % of their brightness), as photo filters do."""
+    w, h = im.size
+    y, x = np.ogrid[:h, :w]
+    distance = np.hypot((x - w / 2) / (w / 2), (y - h / 2) / (h / 2)) / math.sqrt(2)
+    factor = 1 - 0.65 * np.clip((distance - 0.3) / 0.7, 0, 1) ** 2
+    return Image.fromarray((np.asarray(im) * factor[:, :, None]).astype(np.uint8))
+
+
+def keystone(im, r, g):
+    """Seen from slightly below: the top edge 12 % narrower than the bottom, on black."""
+    w, h = im.size
+    inset = 0.06 * w
+    # PERSPECTIVE maps output to input: the output's top corners come from further out.
+    src = [(0, 0), (w, 0), (w, h), (0, h)]
+    dst = [(inset, 0), (w - inset, 0), (w, h), (0, h)]
+    matrix = np.linalg.solve(
+        np.array([[x, y, 1, 0, 0, 0, -u * x, -u * y] for (x, y), (u, _) in zip(dst, src)]
+                 + [[0, 0, 0, x, y, 1, -v * x, -v * y] for (x, y), (_, v) in zip(dst, src)]),
+        np.array([u for u, _ in src] + [v for _, v in src], dtype=float))
+    return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(matrix),
+                        Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+
+
+def sticker_centre(im, r, g):
+    """An opaque round sticker with a word on it, a fifth of the width, over the middle."""
+    im = im.copy()
+    side = max(16, round(im.width * 0.2))
+    x, y = (im.width - side) // 2, (im.height - side) // 2
+    disc = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(disc).ellipse((0, 0, side - 1, side - 1), fill=255)
+    paint(im, disc, (x, y), random_colour(r))
+    centred_text(im, "LOL", (x, y, x + side, y + side), side * 0.35, (255, 255, 255))
+    return im
+
+
+def blurred_fill(aspect):
+    """Fitted into a frame of that aspect whose margins are the photo itself, zoomed to fill
+    the frame and blurred: how short-video apps show a landscape photo in portrait."""
+    def edit(im, r, g):
+        w, h = im.size
+        fw, fh = (w, math.ceil(w / aspect)) if w / h > aspect else (math.ceil(h * aspect), h)
+        zoom = max(fw / w, fh / h)
+        back = im.resize((math.ceil(w * zoom), math.ceil(h * zoom)), Image.Resampling.BILINEAR)
+        left, top = (back.width - fw) // 2, (back.height - fh) // 2
+        frame = back.crop((left, top, left + fw, top + fh)).filter(ImageFilter.GaussianBlur(20))
+        frame.paste(im, ((fw - w) // 2, (fh - h) // 2))
+        return frame
+    return edit
+
+
+def crop_sides(left, top, right, bottom):
+    """Removes those fractions of the width (left, right) and height (top, bottom); a pair
+    (low, high) draws a seeded fraction in that range."""
+    def edit(im, r, g):
+        cut = [r.uniform(*f) if isinstance(f, tuple) else f for f in (left, top, right, bottom)]
+        w, h = im.size
+        return im.crop((round(w * cut[0]), round(h * cut[1]),
+                        w - round(w * cut[2]), h - round(h * cut[3])))
+    return edit
+
+
+# Edits past what the modes were built for (`--beyond`): bigger crops and turns, framings and
+# overlays the 71 edits lack. Reported as their own family, to see where the modes stop.
+BEYOND_EDITS = [
+    Edit("beyond", "square-centre", crop_to_aspect(1.0)),
+    Edit("beyond", "crop-centre-9", crop_centre(0.09)),
+    Edit("beyond", "crop-off-6", crop_off_centre(0.06)),
+    Edit("beyond", "crop-off-14", crop_off_centre(0.14)),
+    Edit("beyond", "crop-width-10", crop_sides(0.05, 0, 0.05, 0)),
+    Edit("beyond", "crop-uneven-8", crop_sides(*[(0, 0.08)] * 4)),
+    Edit("beyond", "crop-centre-30", crop_centre(0.30)),
+    Edit("beyond", "crop-off-30", crop_off_centre(0.30)),
+    Edit("beyond", "rot-15-crop", rotate(15, crop=True)),
+    Edit("beyond", "keystone", keystone),
+    Edit("beyond", "vignette", vignette),
+    Edit("beyond", "sticker-centre", sticker_centre),
+    Edit("beyond", "blurred-fill-9x16", blurred_fill(9 / 16)),
+    Edit("beyond", "down-10-jpeg", scale(0.1), jpeg(75)),
+    Edit("beyond", "jpeg-10", None, jpeg(10)),
+    Edit("beyond", "flip-caption", chain(transpose(T.FLIP_LEFT_RIGHT), caption_top)),
+    Edit("beyond", "square-caption-jpeg", chain(crop_to_aspect(1.0), caption_top), jpeg(70)),
+]
+
+
 def encode(image, encoding):
     fmt, options = encoding
     out = io.BytesIO()
@@ -741,7 +836,7 @@ def run(args):
     unknown = set(args.modes or []) - {m["name"] for m in MODES}
     if unknown or not modes:
         raise Failure(f"unknown mode(s) {sorted(unknown)}; modes: {[m['name'] for m in MODES]}")
-    edits = [e for e in EDITS
+    edits = [e for e in EDITS + (BEYOND_EDITS if args.beyond else [])
              if not args.edits or any(s in e.name or s == e.family for s in args.edits)]
     if not edits:
         raise Failure(f"no edit matches {args.edits}")
@@ -1051,6 +1146,8 @@ def main():
     parser.add_argument("--binary", default=default_binary, help="the hashsieve binary")
     parser.add_argument("--json", metavar="FILE", help="write the whole result as JSON")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--beyond", action="store_true",
+                        help="add the edits past what the modes were built for (family beyond)")
     parser.add_argument("--set", choices=["dev", "held-out"], default="dev",
                         help="the photos to edit: those the modes were developed on, or the "
                              "held-out wallpaper photos (bench/photos.py)")
@@ -1061,7 +1158,7 @@ def main():
     if args.list:
         for m in MODES:
             print(f"mode\t{m['name']}\t{m['about']}")
-        for e in EDITS:
+        for e in EDITS + BEYOND_EDITS:
             print(f"edit\t{e.family}\t{e.name}\t{e.encoding[0]}")
         return 0
     try:
