@@ -230,7 +230,8 @@ pub struct AddArgs {
     /// Also store the PDQ of each image turned and mirrored (7 more entries an image).
     #[arg(long)]
     store_dihedral: bool,
-    /// Also store the PDQ of 41 sub-windows of each image, for cropped and captioned copies.
+    /// Also store the PDQ of up to 74 sub-windows of each image, for cropped (also to a square)
+    /// and captioned copies.
     #[arg(long)]
     store_crops: bool,
     /// Also store the PDQ of each image turned by 1° to 10° each way (40 more entries).

@@ -48,16 +48,51 @@ pub fn dihedral(rgb: &[u8], width: usize, height: usize) -> Vec<(Vec<u8>, usize,
 /// 1.25% from a stored window.
 const CROP_STEPS: [f32; 8] = [0.025, 0.05, 0.075, 0.10, 0.125, 0.15, 0.175, 0.20];
 
+/// Shares of one side cropped away, half from each end, by the stored one-axis windows: every
+/// 2.5% up to 40%. Apps crop one axis to fit an aspect (a 4:3 photo cut to a square loses 25%
+/// of its width, a 16:9 one 44%), which the windows cropping both sides alike do not cover.
+const AXIS_CROP_STEPS: usize = 16;
+const AXIS_CROP_STEP: f32 = 0.025;
+
 /// Sub-windows of a `width`×`height` image: for each crop share, the window centred and the
-/// windows in each of the four corners (the crop taken all from two adjacent sides); and the
-/// middle band of [`overlay_windows`].
+/// windows in each of the four corners (the crop taken all from two adjacent sides); the
+/// middle band of [`overlay_windows`]; the centred windows with only the width, or only the
+/// height, cropped; and the centred square.
 pub fn crop_windows(width: usize, height: usize) -> Vec<ContentBox> {
     let mut windows: Vec<ContentBox> = CROP_STEPS
         .iter()
         .flat_map(|&share| windows_at(width, height, share, true))
         .collect();
     windows.extend(middle_band(width, height));
+    let one_axis = (1..=AXIS_CROP_STEPS).flat_map(|step| {
+        let share = step as f32 * AXIS_CROP_STEP;
+        [
+            centred(width, height, (width as f32 * share).round() as usize, 0),
+            centred(width, height, 0, (height as f32 * share).round() as usize),
+        ]
+    });
+    let side = width.min(height);
+    let square = centred(width, height, width - side, height - side);
+    // Some coincide with a window already there (the band is the 40% height window; a 4:3
+    // picture's square is its 25% width window): each is stored once.
+    for window in one_axis.chain([square]).flatten() {
+        if !windows.contains(&window) {
+            windows.push(window);
+        }
+    }
     windows
+}
+
+/// The window with `dx` cut from the width and `dy` from the height, half from each end; none
+/// when that cuts nothing or everything.
+fn centred(width: usize, height: usize, dx: usize, dy: usize) -> Option<ContentBox> {
+    let cuts_something = dx > 0 || dy > 0;
+    (cuts_something && dx < width && dy < height).then_some(ContentBox {
+        left: dx / 2,
+        top: dy / 2,
+        right: dx / 2 + width - dx,
+        bottom: dy / 2 + height - dy,
+    })
 }
 
 /// The windows of an upload that leave out where captions, logos and tickers usually sit: the
@@ -234,7 +269,7 @@ mod tests {
     #[test]
     fn crop_windows_cover_centre_and_corners_within_the_image() {
         let windows = crop_windows(200, 100);
-        assert_eq!(windows.len(), 41);
+        assert_eq!(windows.len(), 73);
         assert!(
             windows
                 .iter()
@@ -252,8 +287,31 @@ mod tests {
             right: 200,
             bottom: 100
         }));
+        // Only the width cut, 10% of it; the centred square.
+        for window in [(10, 0, 190, 100), (50, 0, 150, 100)] {
+            let (left, top, right, bottom) = window;
+            assert!(
+                windows.contains(&ContentBox {
+                    left,
+                    top,
+                    right,
+                    bottom
+                }),
+                "{window:?}"
+            );
+        }
         // None is the whole image, however small.
         assert!(crop_windows(10, 10).iter().all(|w| w.width() * w.height() < 100));
+        // No window twice: the band is the 40% height window, a 4:3 picture's square its 25%
+        // width window.
+        for (width, height) in [(200, 100), (400, 300), (100, 100)] {
+            let windows = crop_windows(width, height);
+            let distinct: std::collections::HashSet<_> = windows
+                .iter()
+                .map(|w| (w.left, w.top, w.right, w.bottom))
+                .collect();
+            assert_eq!(distinct.len(), windows.len(), "{width}x{height}");
+        }
     }
 
     #[test]

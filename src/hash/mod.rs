@@ -381,7 +381,8 @@ pub struct HashOptions {
 pub struct DerivedPictures {
     /// The image's 7 turns and mirrors, exactly.
     pub dihedral: bool,
-    /// Its sub-windows with up to a fifth of each side cropped away, centred and in the corners.
+    /// Its sub-windows: up to a fifth of each side cropped away, centred and in the corners;
+    /// one axis alone cut by up to 40%; the centred square.
     pub crops: bool,
     /// It turned by 1° to 10° each way, whole on a black canvas and cut to its inner rectangle.
     pub rotations: bool,

@@ -641,7 +641,7 @@ async fn a_ticker_over_an_edge_matches_through_a_window() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(added.added, 42);
+    assert_eq!(added.added, 74);
 
     let mut copy = image::load_from_memory(&read_testdata(ORIGINAL))
         .unwrap()
