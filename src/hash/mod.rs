@@ -3,6 +3,7 @@
 //! Nothing here does I/O beyond the bytes handed in. Perceptual hashes (PDQ, pHash, dHash,
 //! aHash) are computed from decoded pixels; MD5 and SHA-256 from the raw bytes.
 
+pub mod backdrop;
 pub mod decode;
 pub mod derive;
 pub mod digest;
@@ -448,11 +449,12 @@ pub fn hash_image(
     })
 }
 
-/// PDQ of the pictures found inside packed RGB8 pixels: inside the margins, and the largest
+/// PDQ of the pictures found inside packed RGB8 pixels: inside the margins (flat ones, or else
+/// a blurred backdrop made of the picture itself), and the largest
 /// picture of a page where that is another area (one within 2% of the trimmed one on every
 /// edge would hash alike, and is not worth a second PDQ).
 fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<ViewPdq> {
-    let trimmed = trim::content_box(rgb, width, height);
+    let trimmed = trim::content_box(rgb, width, height).or_else(|| backdrop::picture_box(rgb, width, height));
     let near = |a: usize, b: usize, extent: usize| a.abs_diff(b) * 50 <= extent;
     let same_as_trimmed = |area: &trim::ContentBox| {
         trimmed.is_some_and(|t| {

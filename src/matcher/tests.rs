@@ -486,6 +486,38 @@ fn derived_pictures_catch_crops_and_mirrors() {
     }
 }
 
+/// A copy fitted into a portrait frame over a blurred copy of itself misses the photo's own
+/// hash, and matches through its trimmed view when the check asks to trim.
+#[test]
+fn a_photo_on_a_blurred_backdrop_matches_when_trimmed() {
+    let photo = bridge_photo();
+    let decoded = image::load_from_memory(&photo).unwrap().to_rgb8();
+    let (framed, _) = crate::hash::backdrop::on_blurred_backdrop(&decoded);
+    let framed = png(&framed);
+    let entry = ImageEntry {
+        algorithms: vec![Algorithm::Pdq],
+        id: "bridge".into(),
+        ..ImageEntry::default()
+    };
+    let (_dir, matcher) = matcher_holding(&photo, &entry);
+    let check = |trim: bool| {
+        let check = ImageCheck {
+            algorithms: vec![Algorithm::Pdq],
+            trim,
+            ..ImageCheck::default()
+        };
+        matcher.check_image(&framed, &check).unwrap()
+    };
+    assert_eq!(check(false).verdict, Verdict::NoMatch);
+    let trimmed = check(true);
+    assert_eq!(trimmed.verdict, Verdict::Block);
+    assert!(
+        trimmed.matches.iter().all(|m| m.view == View::Trimmed),
+        "{:?}",
+        trimmed.matches
+    );
+}
+
 /// A copy with a ticker laid over its lower edge misses the photo's own hash, but windows
 /// that leave the lower edge out match windows the bank stored, when the check asks for
 /// windows.
