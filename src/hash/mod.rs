@@ -449,12 +449,13 @@ pub fn hash_image(
     })
 }
 
-/// PDQ of the pictures found inside packed RGB8 pixels: inside the margins (flat ones, or else
-/// a blurred backdrop made of the picture itself), and the largest
+/// PDQ of the pictures found inside packed RGB8 pixels: inside the margins (a blurred backdrop
+/// made of the picture itself, or else flat ones), and the largest
 /// picture of a page where that is another area (one within 2% of the trimmed one on every
 /// edge would hash alike, and is not worth a second PDQ).
 fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<ViewPdq> {
-    let trimmed = trim::content_box(rgb, width, height).or_else(|| backdrop::picture_box(rgb, width, height));
+    // A backdrop first: its bands can hold flat stretches that trimming would stop inside.
+    let trimmed = backdrop::picture_box(rgb, width, height).or_else(|| trim::content_box(rgb, width, height));
     let near = |a: usize, b: usize, extent: usize| a.abs_diff(b) * 50 <= extent;
     let same_as_trimmed = |area: &trim::ContentBox| {
         trimmed.is_some_and(|t| {
