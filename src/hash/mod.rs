@@ -454,8 +454,7 @@ pub fn hash_image(
 /// picture of a page where that is another area (one within 2% of the trimmed one on every
 /// edge would hash alike, and is not worth a second PDQ).
 fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<ViewPdq> {
-    // A backdrop first: its bands can hold flat stretches that trimming would stop inside.
-    let trimmed = backdrop::picture_box(rgb, width, height).or_else(|| trim::content_box(rgb, width, height));
+    let trimmed = trimmed_box(rgb, width, height);
     let near = |a: usize, b: usize, extent: usize| a.abs_diff(b) * 50 <= extent;
     let same_as_trimmed = |area: &trim::ContentBox| {
         trimmed.is_some_and(|t| {
@@ -481,6 +480,20 @@ fn view_pdq(rgb: &[u8], width: usize, height: usize, dihedral: bool) -> Vec<View
         .collect()
 }
 
+/// The picture inside the margins of packed RGB8 pixels: on a blurred backdrop of itself
+/// (looked for first, as a backdrop can hold flat stretches that trimming would stop inside),
+/// then inside flat margins, within the backdrop's box when there is one (a bordered picture
+/// on a backdrop; and flat bars at both ends also read as a backdrop, which leaves the other
+/// axis's bars to trimming).
+fn trimmed_box(rgb: &[u8], width: usize, height: usize) -> Option<trim::ContentBox> {
+    let Some(outer) = backdrop::picture_box(rgb, width, height) else {
+        return trim::content_box(rgb, width, height);
+    };
+    let inside = trim::crop(rgb, width, outer);
+    let inner = trim::content_box(&inside, outer.width(), outer.height());
+    Some(inner.map_or(outer, |inner| inner.within(outer)))
+}
+
 /// PDQ of the overlay windows of packed RGB8 pixels and of each picture `found` in them, with
 /// the windows' areas in the whole image's coordinates.
 fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec<ViewPdq> {
@@ -490,12 +503,7 @@ fn window_pdq(rgb: &[u8], width: usize, height: usize, found: &[ViewPdq]) -> Vec
         .flat_map(|base| {
             derive::overlay_windows(base.width(), base.height())
                 .into_iter()
-                .map(move |window| trim::ContentBox {
-                    left: base.left + window.left,
-                    top: base.top + window.top,
-                    right: base.left + window.right,
-                    bottom: base.top + window.bottom,
-                })
+                .map(move |window| window.within(base))
         })
         .map(|area| ViewPdq {
             view: View::Window,
@@ -591,6 +599,39 @@ fn digest_hash(algorithm: Algorithm, bytes: &[u8]) -> ComputedHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bordered picture reads as a backdrop above and below (flat bars are smooth); trimming
+    /// inside that box takes the side borders off too. And a picture on a blurred backdrop of
+    /// itself is found where trimming alone finds nothing.
+    #[test]
+    fn trimmed_box_finds_borders_all_round_and_blurred_backdrops() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg");
+        let photo = image::open(path).unwrap().to_rgb8();
+        let (w, h) = photo.dimensions();
+        let mut bordered = image::RgbImage::from_pixel(w + 100, h + 100, image::Rgb([0, 0, 0]));
+        image::imageops::replace(&mut bordered, &photo, 50, 50);
+        let found = trimmed_box(bordered.as_raw(), w as usize + 100, h as usize + 100);
+        let expected = trim::ContentBox {
+            left: 50,
+            top: 50,
+            right: w as usize + 50,
+            bottom: h as usize + 50,
+        };
+        assert_eq!(found, Some(expected));
+        assert!(backdrop::picture_box(bordered.as_raw(), w as usize + 100, h as usize + 100).is_some());
+
+        let (framed, top) = backdrop::on_blurred_backdrop(&photo);
+        let (fw, fh) = (framed.width() as usize, framed.height() as usize);
+        assert_eq!(trim::content_box(framed.as_raw(), fw, fh), None);
+        let expected = trim::ContentBox {
+            left: 0,
+            top: top as usize,
+            right: w as usize,
+            bottom: (top + h) as usize,
+        };
+        assert_eq!(trimmed_box(framed.as_raw(), fw, fh), Some(expected));
+    }
 
     #[test]
     fn hex_round_trips_and_accepts_upper_case() {

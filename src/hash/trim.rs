@@ -37,6 +37,17 @@ impl ContentBox {
     pub fn height(&self) -> usize {
         self.bottom - self.top
     }
+
+    /// This box, given in the coordinates of the area `outer`, in the coordinates `outer` is
+    /// given in.
+    pub fn within(self, outer: ContentBox) -> ContentBox {
+        ContentBox {
+            left: outer.left + self.left,
+            top: outer.top + self.top,
+            right: outer.left + self.right,
+            bottom: outer.top + self.bottom,
+        }
+    }
 }
 
 /// Two pixels are the same colour when no channel differs by more than this: margins are
