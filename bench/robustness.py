@@ -66,7 +66,7 @@ MODES = [
     },
     {
         "name": "trim",
-        "about": "dihedral, plus the picture inside its margins (borders, bars, caption bands) and the largest picture of a page (screenshots), "
+        "about": "dihedral, plus the picture inside its margins (borders, bars, caption bands, a blurred backdrop of itself) and the largest picture of a page (screenshots), "
                  "against originals added with their trimmed picture's PDQ too",
         "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
@@ -74,8 +74,9 @@ MODES = [
     {
         "name": "derived",
         "about": "trim, against originals added also with their 7 exact turns and mirrors and "
-                 "41 sub-windows (crops up to 20% of each side, centred and in the corners, and the band "
-                 "with 20% cut from the top and the bottom)",
+                 "up to 74 sub-windows (crops up to 20% of each side, centred and in the corners; the "
+                 "band with 20% cut from the top and the bottom; one axis alone cut by up to 40%, "
+                 "centred; the centred square)",
         "bank": {"algorithms": ["PDQ"], "thresholds": {}, "trim": True, "store_dihedral": True,
                  "store_crops": True},
         "request": {"algorithms": ["PDQ"], "dihedral": True, "trim": True},
