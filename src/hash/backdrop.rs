@@ -92,6 +92,13 @@ fn band(count: usize, line: &impl Fn(usize) -> Vec<f32>) -> Option<usize> {
     None
 }
 
+/// The bridge photo of the PDQ test data, decoded: a test picture.
+#[cfg(test)]
+pub(crate) fn bridge() -> image::RgbImage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg");
+    image::open(path).unwrap().to_rgb8()
+}
+
 /// `photo` fitted across a portrait 9:16 frame over a zoomed, blurred copy of itself, and the
 /// picture's top row: a test picture.
 #[cfg(test)]
@@ -117,12 +124,6 @@ pub(crate) fn on_blurred_backdrop(photo: &image::RgbImage) -> (image::RgbImage, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bridge() -> image::RgbImage {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg");
-        image::open(path).unwrap().to_rgb8()
-    }
 
     #[test]
     fn a_photo_on_a_blurred_copy_of_itself_is_found() {

@@ -112,12 +112,7 @@ const WIDEST_CROP: f32 = CROP_STEPS[CROP_STEPS.len() - 1];
 /// bottom, if that leaves any.
 fn middle_band(width: usize, height: usize) -> Option<ContentBox> {
     let cut = (height as f32 * WIDEST_CROP).round() as usize;
-    (cut > 0 && 2 * cut < height).then_some(ContentBox {
-        left: 0,
-        top: cut,
-        right: width,
-        bottom: height - cut,
-    })
+    centred(width, height, 0, 2 * cut)
 }
 
 /// The windows with `share` of each side cropped away: in the four corners, and centred too

@@ -605,9 +605,7 @@ mod tests {
     /// itself is found where trimming alone finds nothing.
     #[test]
     fn trimmed_box_finds_borders_all_round_and_blurred_backdrops() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pdq/bridge-mods/aaa-orig.jpg");
-        let photo = image::open(path).unwrap().to_rgb8();
+        let photo = backdrop::bridge();
         let (w, h) = photo.dimensions();
         let mut bordered = image::RgbImage::from_pixel(w + 100, h + 100, image::Rgb([0, 0, 0]));
         image::imageops::replace(&mut bordered, &photo, 50, 50);
