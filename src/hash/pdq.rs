@@ -295,40 +295,39 @@ fn blur_and_decimate_portable(source: RowSource<'_>, width: usize, height: usize
     let column_window = box_window(height);
     let mut image = vec![0.0f32; width * height];
     let mut scratch = BlurScratch::new(width, row_window, column_window);
+    // The last passes feed only the 64 sampled columns. The last row pass still runs every
+    // running sum along the whole row (its rounding is part of the result) but divides and
+    // stores only at those columns; the last column pass filters just them. Each line is an
+    // independent running sum, so the result is the same to the bit.
+    let columns: Vec<usize> = (0..PDQ_DOWNSAMPLED_SIDE)
+        .map(|j| sample_index(j, width))
+        .collect();
+    let mut sampled = vec![0.0f32; height * PDQ_DOWNSAMPLED_SIDE];
     for pass in 0..BOX_FILTER_PASSES {
-        let row_source = if pass == 0 { Some(source) } else { None };
-        box_along_rows(row_source, &mut image, width, row_window, &mut scratch);
+        let row_source = (pass == 0).then_some(source);
         if pass + 1 < BOX_FILTER_PASSES {
+            box_along_rows(row_source, &mut image, width, row_window, &mut scratch, None);
             box_filter_in_place(
                 &mut image,
                 width,
                 column_window,
                 &mut scratch.sums,
                 &mut scratch.column_ring,
+                &mut Averages::InPlace,
+            );
+        } else {
+            let kept = Some((columns.as_slice(), sampled.as_mut_slice()));
+            box_along_rows(row_source, &mut image, width, row_window, &mut scratch, kept);
+            box_filter_in_place(
+                &mut sampled,
+                PDQ_DOWNSAMPLED_SIDE,
+                column_window,
+                &mut scratch.sums,
+                &mut scratch.column_ring,
+                &mut Averages::InPlace,
             );
         }
     }
-    // The last column pass feeds only the 64 sampled columns: filter just those. Each column is
-    // an independent running sum, so the result is the same to the bit.
-    let columns: Vec<usize> = (0..PDQ_DOWNSAMPLED_SIDE)
-        .map(|j| sample_index(j, width))
-        .collect();
-    let mut sampled = vec![0.0f32; height * PDQ_DOWNSAMPLED_SIDE];
-    for (out, row) in sampled
-        .chunks_exact_mut(PDQ_DOWNSAMPLED_SIDE)
-        .zip(image.chunks_exact(width))
-    {
-        for (y, &column) in out.iter_mut().zip(&columns) {
-            *y = row.get(column).copied().unwrap_or(0.0);
-        }
-    }
-    box_filter_in_place(
-        &mut sampled,
-        PDQ_DOWNSAMPLED_SIDE,
-        column_window,
-        &mut scratch.sums,
-        &mut scratch.column_ring,
-    );
     decimate(&sampled, height)
 }
 
@@ -370,7 +369,14 @@ fn box_window(len: usize) -> usize {
 /// scratch, so its accumulated rounding is part of the hash (even window 1 is not an exact
 /// identity: `(a + b) - a` need not be `b`).
 #[inline(always)]
-fn box_filter_in_place(data: &mut [f32], lanes: usize, window: usize, sums: &mut [f32], ring: &mut [f32]) {
+fn box_filter_in_place(
+    data: &mut [f32],
+    lanes: usize,
+    window: usize,
+    sums: &mut [f32],
+    ring: &mut [f32],
+    averages: &mut Averages<'_>,
+) {
     if lanes == 0 {
         return;
     }
@@ -401,17 +407,25 @@ fn box_filter_in_place(data: &mut [f32], lanes: usize, window: usize, sums: &mut
                 *sum += x;
             }
             if t >= lead {
-                write_average(sums, count, step_mut(data, t - lead, lanes));
+                averages.write(data, lanes, t - lead, sums, count);
             }
         } else {
             // Full window: add the incoming sample, then subtract the outgoing one.
             let outgoing = step(ring, (t - window) % ring_steps, lanes);
-            let divisor = count as f32;
-            let out = step_mut(data, t - lead, lanes);
-            for (((sum, &x), &old), y) in sums.iter_mut().zip(incoming).zip(outgoing).zip(out) {
-                *sum += x;
-                *sum -= old;
-                *y = *sum / divisor;
+            if let Averages::InPlace = averages {
+                let divisor = count as f32;
+                let out = step_mut(data, t - lead, lanes);
+                for (((sum, &x), &old), y) in sums.iter_mut().zip(incoming).zip(outgoing).zip(out) {
+                    *sum += x;
+                    *sum -= old;
+                    *y = *sum / divisor;
+                }
+            } else {
+                for ((sum, &x), &old) in sums.iter_mut().zip(incoming).zip(outgoing) {
+                    *sum += x;
+                    *sum -= old;
+                }
+                averages.write(data, lanes, t - lead, sums, count);
             }
         }
     }
@@ -421,7 +435,42 @@ fn box_filter_in_place(data: &mut [f32], lanes: usize, window: usize, sums: &mut
         for (sum, &old) in sums.iter_mut().zip(step(ring, t % ring_steps, lanes)) {
             *sum -= old;
         }
-        write_average(sums, count, step_mut(data, t + window - lead, lanes));
+        averages.write(data, lanes, t + window - lead, sums, count);
+    }
+}
+
+/// Where a box filter's averages go.
+enum Averages<'a> {
+    /// Over the input, at every step.
+    InPlace,
+    /// Only at `steps` (ascending, repeats allowed): the `j`-th kept step of lane `l` goes to
+    /// `out[l * steps.len() + j]`, and lanes past the end of `out` are dropped. The input is
+    /// left as it was.
+    At {
+        steps: &'a [usize],
+        out: &'a mut [f32],
+        next: usize,
+    },
+}
+
+impl Averages<'_> {
+    /// Stores the averages `sums / count` of output step `t`, where they are wanted.
+    #[inline(always)]
+    fn write(&mut self, data: &mut [f32], lanes: usize, t: usize, sums: &[f32], count: usize) {
+        match self {
+            Averages::InPlace => write_average(sums, count, step_mut(data, t, lanes)),
+            Averages::At { steps, out, next } => {
+                let divisor = count as f32;
+                while steps.get(*next) == Some(&t) {
+                    for (lane, &sum) in sums.iter().enumerate() {
+                        if let Some(y) = out.get_mut(lane * steps.len() + *next) {
+                            *y = sum / divisor;
+                        }
+                    }
+                    *next += 1;
+                }
+            }
+        }
     }
 }
 
@@ -445,12 +494,13 @@ fn step_mut(data: &mut [f32], t: usize, lanes: usize) -> &mut [f32] {
     data.get_mut(t * lanes..(t + 1) * lanes).unwrap_or(&mut [])
 }
 
-/// Box filter along each row, [`ROW_STRIP`] rows at a time, in place: the strip is
-/// interleaved so that [`box_filter_in_place`] advances one independent running sum per row
-/// in lockstep (as many lanes as vector registers take, so the divisions run vectorised too),
-/// then copied back. The first pass converts its rows from the pixels into the image first.
-/// A short last strip leaves its unused lanes holding stale (finite) values whose results are
-/// never copied back.
+/// Box filter along each row, [`ROW_STRIP`] rows at a time: the strip is interleaved so that
+/// [`box_filter_in_place`] advances one independent running sum per row in lockstep (as many
+/// lanes as vector registers take, so the divisions run vectorised too), then copied back,
+/// or, given `sampled` (ascending columns and an output of `columns.len()` values per row),
+/// only those columns are kept, there. The first pass converts its rows from the pixels into
+/// the image first. A short last strip leaves its unused lanes holding stale (finite) values
+/// whose results are never stored.
 #[inline(always)]
 fn box_along_rows(
     source: Option<RowSource<'_>>,
@@ -458,6 +508,7 @@ fn box_along_rows(
     width: usize,
     window: usize,
     scratch: &mut BlurScratch,
+    mut sampled: Option<(&[usize], &mut [f32])>,
 ) {
     if width == 0 {
         return;
@@ -469,14 +520,27 @@ fn box_along_rows(
             }
         }
         interleave(rows, width, &mut scratch.strip);
+        let mut averages = match sampled.as_mut() {
+            None => Averages::InPlace,
+            Some((columns, out)) => Averages::At {
+                steps: columns,
+                out: out
+                    .get_mut(strip_index * ROW_STRIP * columns.len()..)
+                    .unwrap_or(&mut []),
+                next: 0,
+            },
+        };
         box_filter_in_place(
             &mut scratch.strip,
             ROW_STRIP,
             window,
             &mut scratch.sums,
             &mut scratch.strip_ring,
+            &mut averages,
         );
-        deinterleave(&scratch.strip, width, rows);
+        if sampled.is_none() {
+            deinterleave(&scratch.strip, width, rows);
+        }
     }
 }
 
@@ -911,7 +975,7 @@ mod tests {
             let mut data = input;
             let mut sums = [0.0f32; 1];
             let mut ring = vec![0.0f32; window + 1];
-            box_filter_in_place(&mut data, 1, window, &mut sums, &mut ring);
+            box_filter_in_place(&mut data, 1, window, &mut sums, &mut ring, &mut Averages::InPlace);
             assert_eq!(data, expected, "window {window}");
         };
         check(1, input);
@@ -922,8 +986,97 @@ mod tests {
         let mut data = [1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0];
         let mut sums = [0.0f32; 2];
         let mut ring = [0.0f32; 6];
-        box_filter_in_place(&mut data, 2, 2, &mut sums, &mut ring);
+        box_filter_in_place(&mut data, 2, 2, &mut sums, &mut ring, &mut Averages::InPlace);
         assert_eq!(data, [1.5, 15.0, 2.5, 25.0, 3.0, 30.0]);
+    }
+
+    /// The reference's `box1DFloat`, transcribed: `n` samples `stride` apart, four phases.
+    fn reference_box_1d(
+        input: &[f32],
+        output: &mut [f32],
+        start: usize,
+        n: usize,
+        stride: usize,
+        window: usize,
+    ) {
+        let half = (window + 2) / 2;
+        let (mut left, mut right, mut out) = (start, start, start);
+        let (mut sum, mut count) = (0.0f32, 0.0f32);
+        for _ in 0..half - 1 {
+            sum += input[right];
+            count += 1.0;
+            right += stride;
+        }
+        for _ in 0..window - half + 1 {
+            sum += input[right];
+            count += 1.0;
+            output[out] = sum / count;
+            right += stride;
+            out += stride;
+        }
+        for _ in 0..n - window {
+            sum += input[right];
+            sum -= input[left];
+            output[out] = sum / count;
+            left += stride;
+            right += stride;
+            out += stride;
+        }
+        for _ in 0..half - 1 {
+            sum -= input[left];
+            count -= 1.0;
+            output[out] = sum / count;
+            left += stride;
+            out += stride;
+        }
+    }
+
+    /// The reference's `jaroszFilterFloat` then `decimateFloat`, between two full buffers.
+    fn reference_blur_and_decimate(luma: &[u8], width: usize, height: usize) -> Block64 {
+        let mut image: Vec<f32> = luma.iter().map(|&v| f32::from(v)).collect();
+        let mut other = vec![0.0f32; image.len()];
+        let (row_window, column_window) = (box_window(width), box_window(height));
+        for _ in 0..BOX_FILTER_PASSES {
+            for row in 0..height {
+                reference_box_1d(&image, &mut other, row * width, width, 1, row_window);
+            }
+            for column in 0..width {
+                reference_box_1d(&other, &mut image, column, height, width, column_window);
+            }
+        }
+        let mut block = [[0.0f32; PDQ_DOWNSAMPLED_SIDE]; PDQ_DOWNSAMPLED_SIDE];
+        for (i, out_row) in block.iter_mut().enumerate() {
+            for (j, y) in out_row.iter_mut().enumerate() {
+                *y = image[sample_index(i, height) * width + sample_index(j, width)];
+            }
+        }
+        block
+    }
+
+    /// Every shortcut of the blur (passes in place, strips, only the sampled columns kept by
+    /// the last passes) gives the reference's float values to the bit, on sizes with repeated
+    /// sample columns (under 64), short last strips and odd windows.
+    #[test]
+    fn the_blur_equals_the_reference_transcription() {
+        for (seed, (width, height)) in [
+            (5, 5),
+            (7, 300),
+            (31, 64),
+            (64, 64),
+            (100, 37),
+            (129, 130),
+            (517, 389),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let luma = noise(width * height, seed as u64 + 11);
+            let ours = blur_and_decimate(RowSource::Luma8(&luma), width, height);
+            let reference = reference_blur_and_decimate(&luma, width, height);
+            let bits =
+                |block: &Block64| -> Vec<u32> { block.iter().flatten().map(|v| v.to_bits()).collect() };
+            assert_eq!(bits(&ours), bits(&reference), "{width}x{height}");
+        }
     }
 
     #[test]
