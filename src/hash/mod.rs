@@ -438,14 +438,18 @@ pub fn hash_image(
         };
         hashes.push(computed);
     }
+    let dimensions = decoded
+        .as_ref()
+        .map(|image| (image.rgb.width(), image.rgb.height()));
+    if let Some(image) = decoded {
+        decode::recycle(image);
+    }
     Ok(ImageHashes {
         hashes,
         pdq_dihedral,
         pdq_views,
         pdq_derived,
-        dimensions: decoded
-            .as_ref()
-            .map(|image| (image.rgb.width(), image.rgb.height())),
+        dimensions,
     })
 }
 
