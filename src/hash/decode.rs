@@ -284,17 +284,12 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage,
 
 /// Gives a decoded image's pixel buffer back to this thread for its next decode.
 pub fn recycle(image: DecodedImage) {
-    let buffer = image.rgb.into_raw();
-    if buffer.capacity() <= KEPT_PIXEL_BYTES {
-        KEPT_PIXELS.set(buffer);
-    }
+    super::keep_for_next_image(&KEPT_PIXELS, image.rgb.into_raw(), KEPT_PIXEL_BYTES);
 }
 
 thread_local! {
-    /// The last decoded image's pixel buffer, kept by each hashing thread (see [`recycle`]). A
-    /// fresh one per image is an `mmap` of its own (the server caps glibc's mmap threshold so
-    /// that the index's freed tables go back to the system): page faults and the kernel's
-    /// zeroing of every page, where clearing a kept buffer costs a tenth of that.
+    /// The last decoded image's pixel buffer, kept by each hashing thread (see [`recycle`]):
+    /// clearing it costs a tenth of what a fresh one does.
     static KEPT_PIXELS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 

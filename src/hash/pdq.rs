@@ -296,7 +296,6 @@ fn blur_and_decimate_portable(source: RowSource<'_>, width: usize, height: usize
     let mut image = BLUR_IMAGE.take();
     // Every sample is written by the first row pass before it is read: stale values from an
     // earlier image never reach the result, so the buffer needs no clearing.
-    image.truncate(width * height);
     image.resize(width * height, 0.0);
     let mut scratch = BlurScratch::new(width, row_window, column_window);
     // The last passes feed only the 64 sampled columns. The last row pass still runs every
@@ -332,22 +331,18 @@ fn blur_and_decimate_portable(source: RowSource<'_>, width: usize, height: usize
             );
         }
     }
-    if image.capacity() <= KEPT_BLUR_SAMPLES {
-        BLUR_IMAGE.set(image);
-    }
+    super::keep_for_next_image(&BLUR_IMAGE, image, KEPT_BLUR_BYTES);
     decimate(&sampled, height)
 }
 
 thread_local! {
-    /// The blur's full-size buffer, kept by each hashing thread for the next image. A fresh one
-    /// per image is an `mmap` of its own (the server caps glibc's mmap threshold so that the
-    /// index's freed tables go back to the system): page faults and zeroing of every page, a
-    /// tenth of a check's CPU for a 1024×768 JPEG, and more where a check hashes several windows.
+    /// The blur's full-size buffer, kept by each hashing thread for the next image (and the
+    /// next window of this one, where a check hashes several).
     static BLUR_IMAGE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// The largest blur buffer a thread keeps (16 MiB, a 2560×1600 image); larger ones are freed.
-const KEPT_BLUR_SAMPLES: usize = 4 << 20;
+const KEPT_BLUR_BYTES: usize = 16 << 20;
 
 /// Everything the blur needs besides the image, allocated once per hash.
 struct BlurScratch {
