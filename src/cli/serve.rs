@@ -38,7 +38,7 @@ pub struct ServeArgs {
     /// `500ms`) before the server stops anyway.
     #[arg(long, env = "HASHSIEVE_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "20s")]
     shutdown_grace: std::time::Duration,
-    /// Core work (decoding, hashing, writes) running at once [default: twice the cores].
+    /// Threads for core work (decoding, hashing, writes) [default: twice the cores].
     #[arg(long, env = "HASHSIEVE_CPU_WORKERS")]
     cpu_workers: Option<usize>,
     /// Image checks running or waiting at once; past this a check is refused with

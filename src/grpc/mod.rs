@@ -1,7 +1,7 @@
 //! The gRPC adapter: `hashsieve.v1` services over the core [`Matcher`].
 //!
 //! Each service is a small struct holding the matcher behind an `Arc`; each handler validates
-//! its request (parsing wire types into domain types), runs the core on a blocking thread,
+//! its request (parsing wire types into domain types), runs the core on a CPU worker thread,
 //! and converts the result. CPU work (decoding, hashing, scanning) never runs on the async
 //! runtime's threads.
 
@@ -12,6 +12,7 @@ mod check;
 pub mod convert;
 mod metered;
 mod status;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,8 +44,8 @@ fn max_message_bytes(matcher: &Matcher, config: &ServeConfig) -> usize {
 pub struct ServeConfig {
     /// How long in-flight calls may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
-    /// Core work (decoding, hashing, large searches, writes) running at once on the blocking
-    /// pool.
+    /// Threads that run core work (decoding, hashing, large searches, writes); the rest waits
+    /// for one of them.
     pub cpu_workers: usize,
     /// Checks of images (and of many hashes) running or waiting for a worker; one more is
     /// refused at once with RESOURCE_EXHAUSTED, so a burst cannot queue without bound.
@@ -140,7 +141,7 @@ pub async fn serve(
         config.max_lag,
         health_reporter.clone(),
     ));
-    let core = Core::new(matcher, &config);
+    let core = Core::new(matcher, &config)?;
     let matcher_service = proto::matcher_server::MatcherServer::new(MatcherService::new(core.clone()))
         .max_decoding_message_size(max_bytes);
     let banks_service =
@@ -268,7 +269,7 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
 pub(crate) struct Core {
     matcher: Arc<Matcher>,
     max_lag: Option<Duration>,
-    cpu_permits: Arc<Semaphore>,
+    workers: Arc<workers::Workers>,
     check_slots: Arc<Semaphore>,
     /// The pending-bytes budget, in [`BYTE_PERMIT`] units, and its size.
     pending_bytes: Arc<Semaphore>,
@@ -279,16 +280,16 @@ pub(crate) struct Core {
 const BYTE_PERMIT: usize = 4096;
 
 impl Core {
-    fn new(matcher: Arc<Matcher>, config: &ServeConfig) -> Self {
+    fn new(matcher: Arc<Matcher>, config: &ServeConfig) -> std::io::Result<Self> {
         let pending_units = (config.max_pending_bytes / BYTE_PERMIT).clamp(1, u32::MAX as usize);
-        Core {
+        Ok(Core {
             matcher,
             max_lag: config.max_lag,
-            cpu_permits: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
+            workers: Arc::new(workers::Workers::start(config.cpu_workers)?),
             check_slots: Arc::new(Semaphore::new(config.max_pending_checks.max(1))),
             pending_bytes: Arc::new(Semaphore::new(pending_units)),
             pending_bytes_total: pending_units,
-        }
+        })
     }
 
     /// Runs short core work (well under a millisecond) on the calling async thread, where a
@@ -327,28 +328,17 @@ impl Core {
         .await
     }
 
-    /// Runs core work on the blocking pool, so the async threads stay responsive.
+    /// Runs core work on one of the CPU workers, so the async threads stay responsive.
     async fn run<T, F>(&self, work: F) -> Result<T, Status>
     where
         F: FnOnce(&Matcher) -> Result<T, crate::error::Error> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = self
-            .cpu_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let matcher = self.matcher.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work(&matcher)
-        })
-        .await;
-        match result {
+        match self.workers.run(move || work(&matcher)).await {
             Ok(result) => result.map_err(Status::from),
-            Err(join_error) => {
-                tracing::error!(error = %join_error, "blocking task failed");
+            Err(workers::JobFailed::Lost) => {
+                tracing::error!("core work panicked");
                 Err(Status::internal("internal error"))
             }
         }
