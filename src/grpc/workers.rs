@@ -3,7 +3,7 @@
 //! Not tokio's blocking pool: it starts a thread whenever none is idle at the moment a task
 //! arrives, and a hand-off races the last task's thread going back to idle, so under a steady
 //! `CheckImage` load it ran 8 threads for 4 tasks in flight. Each hashing thread keeps its
-//! last image's buffers for the next (`hash::keep_for_next_image`), so resident memory grew
+//! last image's buffers for the next (`hash::KeptBuffer`), so resident memory grew
 //! with the churn (a few MiB per thread for a 1024×768 JPEG). A fixed set bounds those
 //! buffers by the worker count and keeps them warm. Hand-written because it is a queue, a
 //! mutex and a loop, while a general pool (rayon's) is built for fork-join work instead.

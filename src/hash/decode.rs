@@ -266,7 +266,7 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage,
             reason: "decoder returned a pixel buffer of the wrong length".to_string(),
         };
         let length = usize::try_from(decoder.total_bytes()).map_err(|_| wrong_length())?;
-        let mut buffer = KEPT_PIXELS.take();
+        let mut buffer = KEPT_PIXELS.with_borrow_mut(super::KeptBuffer::take);
         // Zeroed as a fresh buffer would be, so that bytes a decoder leaves unwritten can
         // never show an earlier image.
         buffer.clear();
@@ -284,18 +284,15 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage,
 
 /// Gives a decoded image's pixel buffer back to this thread for its next decode.
 pub fn recycle(image: DecodedImage) {
-    super::keep_for_next_image(&KEPT_PIXELS, image.rgb.into_raw(), KEPT_PIXEL_BYTES);
+    KEPT_PIXELS.with_borrow_mut(|kept| kept.keep(image.rgb.into_raw()));
 }
 
 thread_local! {
     /// The last decoded image's pixel buffer, kept by each hashing thread (see [`recycle`]):
     /// clearing it costs a tenth of what a fresh one does.
-    static KEPT_PIXELS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static KEPT_PIXELS: std::cell::RefCell<super::KeptBuffer<u8>> =
+        const { std::cell::RefCell::new(super::KeptBuffer::new(&super::KEEP_BUDGET)) };
 }
-
-/// The largest pixel buffer a thread keeps (12 MiB, a 2560×1600 RGB image); larger ones are
-/// freed.
-const KEPT_PIXEL_BYTES: usize = 12 << 20;
 
 /// Detects one of the six formats from its magic bytes; names a few others that people send.
 fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, DecodeError> {

@@ -19,18 +19,82 @@ use serde::{Deserialize, Serialize};
 
 use self::decode::{DecodeError, DecodeLimits, decode_image};
 
-/// Keeps an image-sized buffer in this thread's `slot` for its next image, unless it holds
-/// more than `max_bytes`. A fresh buffer per image is an `mmap` of its own (the server caps
-/// glibc's mmap threshold so that the index's freed tables go back to the system): page faults
-/// and the kernel's zeroing of every page, a fifth of a 1024×768 `CheckImage`'s CPU for the
-/// decoded pixels and the blur's floats together.
-fn keep_for_next_image<T>(
-    slot: &'static std::thread::LocalKey<std::cell::Cell<Vec<T>>>,
+/// An image-sized buffer a hashing thread keeps for its next image. A fresh buffer per image
+/// is an `mmap` of its own (the server caps glibc's mmap threshold so that the index's freed
+/// tables go back to the system): page faults and the kernel's zeroing of every page, a fifth
+/// of a 1024×768 `CheckImage`'s CPU for the decoded pixels and the blur's floats together.
+/// What all threads keep counts against one [`KeepBudget`], so idle threads hold a bounded
+/// amount however many of them hash, and however large their last images were.
+struct KeptBuffer<T: 'static> {
     buffer: Vec<T>,
-    max_bytes: usize,
-) {
-    if buffer.capacity() * std::mem::size_of::<T>() <= max_bytes {
-        slot.set(buffer);
+    budget: &'static KeepBudget,
+}
+
+/// Bytes that [`KeptBuffer`]s may hold together.
+struct KeepBudget {
+    limit: usize,
+    held: std::sync::atomic::AtomicUsize,
+}
+
+/// The budget of the decoded pixels and the blur's floats: four hashing threads' worth of
+/// 1024×768 images (5.25 MiB each), or one 2048×1536 image.
+static KEEP_BUDGET: KeepBudget = KeepBudget::new(24 << 20);
+
+impl KeepBudget {
+    const fn new(limit: usize) -> Self {
+        KeepBudget {
+            limit,
+            held: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `bytes` from the budget, if they fit.
+    fn reserve(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held
+            .fetch_update(Relaxed, Relaxed, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<T> KeptBuffer<T> {
+    const fn new(budget: &'static KeepBudget) -> Self {
+        KeptBuffer {
+            buffer: Vec::new(),
+            budget,
+        }
+    }
+
+    fn bytes(buffer: &Vec<T>) -> usize {
+        buffer.capacity() * std::mem::size_of::<T>()
+    }
+
+    /// The kept buffer (empty if none), its contents as the last image left them.
+    fn take(&mut self) -> Vec<T> {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.budget.release(Self::bytes(&buffer));
+        buffer
+    }
+
+    /// Keeps `buffer` for the next image if the budget has room for it; frees it otherwise.
+    fn keep(&mut self, buffer: Vec<T>) {
+        drop(self.take());
+        if self.budget.reserve(Self::bytes(&buffer)) {
+            self.buffer = buffer;
+        }
+    }
+}
+
+impl<T> Drop for KeptBuffer<T> {
+    /// A thread that ends gives its share back.
+    fn drop(&mut self) {
+        self.budget.release(Self::bytes(&self.buffer));
     }
 }
 
@@ -618,6 +682,40 @@ fn digest_hash(algorithm: Algorithm, bytes: &[u8]) -> ComputedHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kept buffers hold no more than their budget together, and give their share back when
+    /// taken or when their thread ends.
+    #[test]
+    fn kept_buffers_stay_within_their_shared_budget() {
+        static BUDGET: KeepBudget = KeepBudget::new(1000);
+        let held = || BUDGET.held.load(std::sync::atomic::Ordering::Relaxed);
+        let mut first = KeptBuffer::new(&BUDGET);
+        first.keep(vec![0u8; 600]);
+        assert_eq!(held(), 600);
+        let mut second = KeptBuffer::new(&BUDGET);
+        second.keep(vec![0u8; 600]);
+        assert_eq!(
+            (held(), second.take().capacity()),
+            (600, 0),
+            "over the budget: freed"
+        );
+        second.keep(vec![0u8; 400]);
+        assert_eq!(held(), 1000);
+        let taken = first.take();
+        assert_eq!((taken.len(), held()), (600, 400));
+        first.keep(taken);
+        assert_eq!(held(), 1000);
+        drop(first);
+        std::thread::spawn(|| {
+            let mut other = KeptBuffer::new(&BUDGET);
+            other.keep(vec![1u8; 500]);
+            assert_eq!(BUDGET.held.load(std::sync::atomic::Ordering::Relaxed), 900);
+        })
+        .join()
+        .unwrap();
+        drop(second);
+        assert_eq!(held(), 0);
+    }
 
     /// A bordered picture reads as a backdrop above and below (flat bars are smooth); trimming
     /// inside that box takes the side borders off too. And a picture on a blurred backdrop of

@@ -293,7 +293,7 @@ fn blur_and_decimate_avx2(source: RowSource<'_>, width: usize, height: usize) ->
 fn blur_and_decimate_portable(source: RowSource<'_>, width: usize, height: usize) -> Block64 {
     let row_window = box_window(width);
     let column_window = box_window(height);
-    let mut image = BLUR_IMAGE.take();
+    let mut image = BLUR_IMAGE.with_borrow_mut(super::KeptBuffer::take);
     // Every sample is written by the first row pass before it is read: stale values from an
     // earlier image never reach the result, so the buffer needs no clearing.
     image.resize(width * height, 0.0);
@@ -331,18 +331,16 @@ fn blur_and_decimate_portable(source: RowSource<'_>, width: usize, height: usize
             );
         }
     }
-    super::keep_for_next_image(&BLUR_IMAGE, image, KEPT_BLUR_BYTES);
+    BLUR_IMAGE.with_borrow_mut(|kept| kept.keep(image));
     decimate(&sampled, height)
 }
 
 thread_local! {
     /// The blur's full-size buffer, kept by each hashing thread for the next image (and the
     /// next window of this one, where a check hashes several).
-    static BLUR_IMAGE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    static BLUR_IMAGE: std::cell::RefCell<super::KeptBuffer<f32>> =
+        const { std::cell::RefCell::new(super::KeptBuffer::new(&super::KEEP_BUDGET)) };
 }
-
-/// The largest blur buffer a thread keeps (16 MiB, a 2560×1600 image); larger ones are freed.
-const KEPT_BLUR_BYTES: usize = 16 << 20;
 
 /// Everything the blur needs besides the image, allocated once per hash.
 struct BlurScratch {
