@@ -474,11 +474,15 @@ impl Matcher {
                 .push((entry.hash, key));
         }
         for (algorithm, added) in by_algorithm {
-            let index = self.index.get(algorithm);
-            index.insert_new(&added);
-            if durable {
-                // The end of a load: fold what it added into the index's tables.
-                index.settle();
+            self.index.get(algorithm).insert_new(&added);
+        }
+        if durable {
+            // The end of a load: fold what it added into the indexes' tables. Every index, as
+            // the load's earlier batches may have added what this last one (often empty) does
+            // not: left unfolded, a 10M load's tail (up to an eighth) was scanned by every
+            // search, 1,700 instead of 7,700 CheckHashes calls/s.
+            for algorithm in Algorithm::ALL {
+                self.index.get(algorithm).settle();
             }
         }
         *self.entry_counts.entry(id).or_insert(0) += new.len() as u64;

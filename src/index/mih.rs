@@ -185,15 +185,17 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     /// load, so that later searches do not scan a long tail.
     pub fn settle(&self) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let needed = {
-            let state = self.read();
-            let tail = state.codes.len() - state.indexed;
-            tail > self.config.min_tail
-                || (state.tables.is_none() && state.live >= self.config.min_indexed && tail > 0)
-        };
-        if needed {
+        if self.needs_settling() {
             self.rebuild();
         }
+    }
+
+    /// Whether [`MihIndex::settle`] would fold the tail into the tables.
+    pub fn needs_settling(&self) -> bool {
+        let state = self.read();
+        let tail = state.codes.len() - state.indexed;
+        tail > self.config.min_tail
+            || (state.tables.is_none() && state.live >= self.config.min_indexed && tail > 0)
     }
 
     /// Appends pairs known to be distinct and absent, such as a store's keys at start-up,
@@ -1020,6 +1022,10 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
 
     fn settle(&self) {
         MihIndex::settle(self);
+    }
+
+    fn needs_settling(&self) -> bool {
+        MihIndex::needs_settling(self)
     }
 
     fn reserve(&self, additional: usize) {

@@ -60,6 +60,12 @@ pub trait HashIndex: Send + Sync {
     /// Ends a bulk load: lets the engine reorganise so that later searches are fast.
     fn settle(&self) {}
 
+    /// Whether [`HashIndex::settle`] has work to do: searches meanwhile scan what it would
+    /// fold into the engine's tables.
+    fn needs_settling(&self) -> bool {
+        false
+    }
+
     /// The key of the entry of `hash` in `bank`, if there is one.
     fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey>;
 

@@ -754,3 +754,38 @@ fn a_snapshot_loaded_in_place_replaces_the_whole_view() {
         .unwrap();
     assert_eq!(found(0x55), 1);
 }
+
+/// A load's last, durable commit folds every index's tail into its tables, even when that
+/// commit adds nothing itself (a load whose rows fill its batches exactly): searches after a
+/// load never scan what the load added.
+#[test]
+fn the_end_of_a_load_settles_every_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("LOAD"), settings(Action::Block))
+        .unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random_pdq = || {
+        let mut bytes = [0u8; 32];
+        for chunk in bytes.chunks_mut(8) {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap()
+    };
+    // The first batch is folded in as it arrives; the second, under an eighth of the first,
+    // stays in the tail until the load ends.
+    for size in [70_000, 8_500] {
+        let batch: Vec<NewEntry> = (0..size).map(|_| entry(random_pdq(), "")).collect();
+        matcher.add_entries(&name("LOAD"), &batch, false).unwrap();
+    }
+    assert!(matcher.index.get(Algorithm::Pdq).needs_settling());
+    matcher.add_entries(&name("LOAD"), &[], true).unwrap();
+    for algorithm in Algorithm::ALL {
+        assert!(!matcher.index.get(algorithm).needs_settling(), "{algorithm:?}");
+    }
+}
