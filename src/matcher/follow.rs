@@ -101,11 +101,17 @@ impl Matcher {
             let mut following = self.following.lock().unwrap_or_else(PoisonError::into_inner);
             following.head = following.head.max(head);
         }
+        let applied_from = feed.position();
         while feed.position() < head {
             let _writes = self.lock_writes();
             if !self.apply_next_changes(feed)? {
                 break;
             }
+        }
+        if feed.position() > applied_from {
+            // Caught up: what the changes added joins the tables, as at the end of a load
+            // here, so that a replica following another's bulk load does not scan it.
+            self.settle_indexes();
         }
         Ok(head)
     }

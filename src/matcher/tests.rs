@@ -755,16 +755,9 @@ fn a_snapshot_loaded_in_place_replaces_the_whole_view() {
     assert_eq!(found(0x55), 1);
 }
 
-/// A load's last, durable commit folds every index's tail into its tables, even when that
-/// commit adds nothing itself (a load whose rows fill its batches exactly): searches after a
-/// load never scan what the load added.
-#[test]
-fn the_end_of_a_load_settles_every_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let matcher = open(dir.path());
-    matcher
-        .create_bank(name("LOAD"), settings(Action::Block))
-        .unwrap();
+/// Loads random PDQ hashes into `bank` in non-durable batches of `sizes`, then ends the load
+/// with an empty durable commit, as a load whose rows fill its batches exactly does.
+fn load_random_pdq(matcher: &Matcher, bank: &str, sizes: &[usize]) {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut random_pdq = || {
         let mut bytes = [0u8; 32];
@@ -777,15 +770,54 @@ fn the_end_of_a_load_settles_every_index() {
         }
         HashValue::from_bytes(Algorithm::Pdq, &bytes).unwrap()
     };
-    // The first batch is folded in as it arrives; the second, under an eighth of the first,
-    // stays in the tail until the load ends.
-    for size in [70_000, 8_500] {
+    for &size in sizes {
         let batch: Vec<NewEntry> = (0..size).map(|_| entry(random_pdq(), "")).collect();
-        matcher.add_entries(&name("LOAD"), &batch, false).unwrap();
+        matcher.add_entries(&name(bank), &batch, false).unwrap();
     }
-    assert!(matcher.index.get(Algorithm::Pdq).needs_settling());
-    matcher.add_entries(&name("LOAD"), &[], true).unwrap();
-    for algorithm in Algorithm::ALL {
-        assert!(!matcher.index.get(algorithm).needs_settling(), "{algorithm:?}");
-    }
+    matcher.add_entries(&name(bank), &[], true).unwrap();
+}
+
+fn unsettled(matcher: &Matcher) -> Vec<Algorithm> {
+    Algorithm::ALL
+        .into_iter()
+        .filter(|&algorithm| matcher.index.get(algorithm).needs_settling())
+        .collect()
+}
+
+/// A load's last, durable commit folds every index's tail into its tables, even when that
+/// commit adds nothing itself: searches after a load never scan what the load added.
+#[test]
+fn the_end_of_a_load_settles_every_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let matcher = open(dir.path());
+    matcher
+        .create_bank(name("LOAD"), settings(Action::Block))
+        .unwrap();
+    // The first batch is folded in as it arrives; the second, under an eighth of the first,
+    // would stay in the tail.
+    load_random_pdq(&matcher, "LOAD", &[70_000, 8_500]);
+    assert_eq!(unsettled(&matcher), []);
+}
+
+/// A replica that follows another's load folds what it applied into its tables once caught up.
+#[test]
+fn a_replica_settles_what_it_applied_once_caught_up() {
+    use crate::store::contract_tests::{Backend, test_database_url};
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    let backend = Backend::postgres(&url);
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut config = MatcherConfig::new(dir.path());
+        config.postgres_url = backend.scoped_url.clone();
+        Matcher::open(config).unwrap()
+    };
+    let (loader, follower) = (open(), open());
+    // Applied in the feed's batches, these sizes leave more than a quick scan in the tail.
+    loader.create_bank(name("LOAD"), settings(Action::Block)).unwrap();
+    load_random_pdq(&loader, "LOAD", &[120_000, 14_000]);
+    follower.catch_up().unwrap();
+    assert_eq!(follower.bank(&name("LOAD")).unwrap().entry_count, 134_000);
+    assert_eq!(unsettled(&follower), []);
 }
