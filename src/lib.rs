@@ -22,6 +22,7 @@ pub mod hash;
 pub mod hashlist;
 pub mod index;
 pub mod matcher;
+pub mod memory;
 pub mod metrics;
 pub mod store;
 pub mod verdict;

@@ -91,28 +91,12 @@ pub struct ServeArgs {
     match_log_keep: u64,
 }
 
-/// Fixes glibc's mmap threshold at 1 MiB, so every large allocation (the index's tables, a
-/// decoded image) gets pages of its own and gives them back when freed. By default glibc raises
-/// the threshold to the size of each large block freed (up to 32 MiB), after which the index's
-/// rebuilt tables come from the heap and the old ones stay in it: the soak saw resident memory
-/// climb by a step at every tail fold. Measured by `bench/soak` (bench/README.md).
-fn return_freed_tables_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes allocator tuning; called before the runtime starts.
-        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) };
-        if applied == 0 {
-            tracing::warn!("could not set the allocator's mmap threshold; freed memory may be kept");
-        }
-    }
-}
-
 pub fn run(args: ServeArgs) -> CliResult {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    return_freed_tables_to_the_system();
+    crate::memory::return_large_blocks_to_the_system();
     let mut config = MatcherConfig::new(&args.data_dir);
     config.decode_limits.max_input_bytes = args.max_image_bytes;
     config.decode_limits.max_pixels = args.max_image_pixels;

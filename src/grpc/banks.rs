@@ -208,6 +208,15 @@ impl pb::banks_server::Banks for BanksService {
         };
         // The last commit is durable, and makes every earlier batch durable with it.
         absorb(&mut response, self.start_load(current, batch, true)).await?;
+        if position > LOAD_BATCH as u64 {
+            // What the load's batches freed goes back to the system, off the async threads.
+            self.core
+                .run(|_| {
+                    crate::memory::release_free_heap();
+                    Ok(())
+                })
+                .await?;
+        }
         audit(&caller, "add_entries", current, response.added + response.updated);
         tracing::info!(
             bank = %current,
