@@ -844,6 +844,15 @@ impl Matcher {
     pub fn match_log_dropped(&self) -> u64 {
         self.match_log.dropped()
     }
+
+    /// Per algorithm, the stored codes every search compares one by one (see
+    /// [`HashIndex::scanned`]).
+    pub fn index_scanned(&self) -> Vec<(Algorithm, usize)> {
+        Algorithm::ALL
+            .into_iter()
+            .map(|algorithm| (algorithm, self.index.get(algorithm).scanned()))
+            .collect()
+    }
 }
 
 /// A hash to search for, and how it was made from the uploaded image.

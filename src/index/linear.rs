@@ -158,4 +158,8 @@ impl<const WORDS: usize> HashIndex for LinearIndex<WORDS> {
     fn len(&self) -> usize {
         self.read().codes.len()
     }
+
+    fn scanned(&self) -> usize {
+        self.len()
+    }
 }

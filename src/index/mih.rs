@@ -1028,6 +1028,14 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
         MihIndex::needs_settling(self)
     }
 
+    fn scanned(&self) -> usize {
+        let state = self.read();
+        match state.tables {
+            Some(_) => state.codes.len() - state.indexed,
+            None => state.codes.len(),
+        }
+    }
+
     fn reserve(&self, additional: usize) {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.write().reserve(additional);

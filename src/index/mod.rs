@@ -66,6 +66,12 @@ pub trait HashIndex: Send + Sync {
         false
     }
 
+    /// Codes every search compares one by one (an engine without tables: all of them), for
+    /// the metrics: a figure that stays high after a load means its end did not settle.
+    fn scanned(&self) -> usize {
+        0
+    }
+
     /// The key of the entry of `hash` in `bank`, if there is one.
     fn get(&self, hash: &HashValue, bank: BankId) -> Option<EntryKey>;
 

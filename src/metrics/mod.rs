@@ -181,6 +181,16 @@ impl Collector for CoreFigures {
             MetricType::Counter,
         )?;
         ConstCounter::new(self.matcher.match_log_dropped()).encode(metric)?;
+        let mut family = encoder.encode_descriptor(
+            "hashsieve_index_scanned_codes",
+            "Stored hashes every search compares one by one, beside the index's tables (all of them where there are too few for tables); high after a load means it was not folded in.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (algorithm, scanned) in self.matcher.index_scanned() {
+            let label = [("algorithm".to_string(), algorithm.name().to_string())];
+            ConstGauge::new(saturating_i64(scanned as u64)).encode(family.encode_family(&label)?)?;
+        }
         if let Some(feed) = self.matcher.feed_status() {
             let gauges = [
                 (
@@ -310,6 +320,18 @@ mod tests {
         );
         // A standalone store has no feed to report.
         assert!(!before.contains("hashsieve_feed_"), "{before}");
+        assert!(
+            before.contains(r#"hashsieve_index_scanned_codes{algorithm="pdq"} 0"#),
+            "{before}"
+        );
+        let hash = crate::hash::HashValue::from_bytes(crate::hash::Algorithm::Pdq, &[0x5a; 32]).unwrap();
+        let entry = crate::bank::NewEntry::new(hash, "one", Vec::new(), "", "", 0).unwrap();
+        matcher.add_entries(&name, &[entry], true).unwrap();
+        let after = metrics.render();
+        assert!(
+            after.contains(r#"hashsieve_index_scanned_codes{algorithm="pdq"} 1"#),
+            "{after}"
+        );
         matcher.delete_bank(&name).unwrap();
         assert!(!metrics.render().contains(r#"bank="TVEC""#));
     }
