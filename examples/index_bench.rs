@@ -44,6 +44,10 @@ struct Args {
     /// Where to write the hits; none if absent.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Add the last this many stored hashes after the build, as live writes do, so that
+    /// searches find them in the tail they scan until the next fold.
+    #[arg(long, default_value_t = 0)]
+    unsettled: usize,
 }
 
 /// The engines this example can build: the plain scan, and the multi-index engine the
@@ -112,10 +116,12 @@ fn main() -> Result<(), String> {
     // Build: in batches, as `Matcher` rebuilds the index from the store at start.
     let (rss_before, _) = rss_bytes();
     let start = Instant::now();
-    for batch in pairs.chunks(65_536) {
+    let (built, written) = pairs.split_at(pairs.len() - args.unsettled.min(pairs.len()));
+    for batch in built.chunks(65_536) {
         index.load_distinct(batch);
     }
     index.settle();
+    index.insert_new(written);
     let build = start.elapsed();
     let (rss_after, _) = rss_bytes();
     drop(pairs);
@@ -171,6 +177,7 @@ fn main() -> Result<(), String> {
         "queries": counts.len(),
         "query_s": elapsed,
         "qps": counts.len() as f64 / elapsed,
+        "scanned": index.scanned(),
     });
     println!("{stats}");
     Ok(())
