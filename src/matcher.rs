@@ -845,6 +845,14 @@ impl Matcher {
         self.match_log.dropped()
     }
 
+    /// Folds each index's tail into its tables where searches have paid for that in scanning
+    /// it (see [`HashIndex::fold_paid_for`]).
+    pub fn fold_paid_for_tails(&self) {
+        for algorithm in Algorithm::ALL {
+            self.index.get(algorithm).fold_paid_for();
+        }
+    }
+
     /// Per algorithm, the stored codes every search compares one by one (see
     /// [`HashIndex::scanned`]).
     pub fn index_scanned(&self) -> Vec<(Algorithm, usize)> {
@@ -880,3 +888,24 @@ mod tests;
 pub use follow::{FeedStatus, FollowConfig, follow};
 use match_log::MatchLog;
 pub use match_log::keep_flushing;
+
+/// How often the server looks for index tails that searches have paid to have folded.
+const FOLD_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts a thread that folds index tails once searches have paid for it
+/// ([`Matcher::fold_paid_for_tails`]), so that the last writes' hashes do not stay in a
+/// scanned tail until the next load. It ends with the matcher.
+pub fn keep_tails_folded(matcher: &Arc<Matcher>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let matcher = Arc::downgrade(matcher);
+    std::thread::Builder::new()
+        .name("index-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(FOLD_CHECK_EVERY);
+                let Some(matcher) = matcher.upgrade() else {
+                    return;
+                };
+                matcher.fold_paid_for_tails();
+            }
+        })
+}

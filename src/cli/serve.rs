@@ -131,6 +131,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         let _follower = crate::matcher::follow(&matcher, follow_config);
         let _match_log = crate::matcher::keep_flushing(&matcher)
             .map_err(|e| format!("cannot start the match log's thread: {e}"))?;
+        let _upkeep = crate::matcher::keep_tails_folded(&matcher)
+            .map_err(|e| format!("cannot start the index upkeep thread: {e}"))?;
         let api_keys = api_keys(&args)?;
         if api_keys.is_empty() && !args.listen.ip().is_loopback() {
             tracing::warn!(address = %args.listen, "no API keys, yet listening beyond this machine: anyone who can reach it may change banks");

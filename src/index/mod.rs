@@ -66,6 +66,10 @@ pub trait HashIndex: Send + Sync {
         false
     }
 
+    /// Upkeep between writes: reorganises what searches have paid for in scanning as much as
+    /// reorganising costs (see [`MihIndex::fold_paid_for`]). Call it now and then.
+    fn fold_paid_for(&self) {}
+
     /// Codes every search compares one by one (an engine without tables: all of them), for
     /// the metrics: a figure that stays high after a load means its end did not settle.
     fn scanned(&self) -> usize {
