@@ -21,8 +21,8 @@
 
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{HashIndex, IndexHit, huge_pages};
-use crate::bank::{BankId, EntryKey, MAX_BANK_ID, MAX_SEQ};
+use super::{HashIndex, IndexHit, bank_of, huge_pages, pack, unpack};
+use crate::bank::{BankId, EntryKey};
 use crate::hash::{Algorithm, HashValue};
 
 /// Relative costs of the cost model: visiting a bucket (its offsets, then its first entries:
@@ -43,28 +43,8 @@ fn entries_per_bucket(code_bits: u32) -> usize {
 /// The most chunks a split may have; 64 one-bit chunks of a 64-bit code at most, and far
 /// fewer for PDQ.
 const MAX_CHUNKS: usize = 64;
-/// Marks a removed slot in `owners`; no entry key packs to it (see [`MAX_SEQ`]).
+/// Marks a removed slot in `owners`; no entry key packs to it (see [`crate::bank::MAX_SEQ`]).
 const DEAD: u64 = u64::MAX;
-/// Bits of the sequence number in an owner; the bank id takes the rest.
-const SEQ_BITS: u32 = 40;
-
-/// An entry key packed into one word, so a slot costs 8 bytes beside its code. The store hands
-/// out bank ids up to [`MAX_BANK_ID`] and sequence numbers up to [`MAX_SEQ`], which fit.
-fn pack(key: EntryKey) -> u64 {
-    debug_assert!(key.bank.0 <= MAX_BANK_ID && key.seq <= MAX_SEQ);
-    (u64::from(key.bank.0) << SEQ_BITS) | key.seq
-}
-
-fn unpack(owner: u64) -> EntryKey {
-    EntryKey {
-        bank: BankId(bank_of(owner)),
-        seq: owner & ((1 << SEQ_BITS) - 1),
-    }
-}
-
-fn bank_of(owner: u64) -> u32 {
-    (owner >> SEQ_BITS) as u32
-}
 
 /// How a [`MihIndex`] trades tables against scanning.
 #[derive(Clone, Copy, Debug)]

@@ -18,6 +18,30 @@ pub use mih::{MihConfig, MihIndex};
 use crate::bank::{BankId, EntryKey, Thresholds};
 use crate::hash::{Algorithm, HashValue};
 
+/// Bits of the sequence number in a packed entry key; the bank id takes the rest.
+const SEQ_BITS: u32 = 40;
+
+/// An entry key packed into one word, so an entry costs 8 bytes beside its hash. The store
+/// hands out bank ids up to [`MAX_BANK_ID`] and sequence numbers up to [`MAX_SEQ`], which fit.
+///
+/// [`MAX_BANK_ID`]: crate::bank::MAX_BANK_ID
+/// [`MAX_SEQ`]: crate::bank::MAX_SEQ
+fn pack(key: EntryKey) -> u64 {
+    debug_assert!(key.bank.0 <= crate::bank::MAX_BANK_ID && key.seq <= crate::bank::MAX_SEQ);
+    (u64::from(key.bank.0) << SEQ_BITS) | key.seq
+}
+
+fn unpack(packed: u64) -> EntryKey {
+    EntryKey {
+        bank: BankId(bank_of(packed)),
+        seq: packed & ((1 << SEQ_BITS) - 1),
+    }
+}
+
+fn bank_of(packed: u64) -> u32 {
+    (packed >> SEQ_BITS) as u32
+}
+
 /// A stored hash found by a search, with where the store keeps its entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IndexHit {
@@ -127,8 +151,8 @@ pub struct IndexSet {
     phash: MihIndex<1>,
     dhash: MihIndex<1>,
     ahash: MihIndex<1>,
-    md5: ExactIndex,
-    sha256: ExactIndex,
+    md5: ExactIndex<16>,
+    sha256: ExactIndex<32>,
 }
 
 impl Default for IndexSet {
