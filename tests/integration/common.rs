@@ -32,11 +32,26 @@ impl TestServer {
 
     pub async fn start_with(data_dir: tempfile::TempDir, config: ServeConfig) -> TestServer {
         let matcher = Matcher::open(MatcherConfig::new(data_dir.path())).unwrap();
+        Self::serve(data_dir, Arc::new(matcher), config).await
+    }
+
+    /// A server that counts its calls, with the metrics that show them.
+    pub async fn start_metered(
+        data_dir: tempfile::TempDir,
+        mut config: ServeConfig,
+    ) -> (TestServer, Arc<hashsieve::metrics::Metrics>) {
+        let matcher = Arc::new(Matcher::open(MatcherConfig::new(data_dir.path())).unwrap());
+        let metrics = Arc::new(hashsieve::metrics::Metrics::new(matcher.clone()));
+        config.metrics = Some(metrics.clone());
+        (Self::serve(data_dir, matcher, config).await, metrics)
+    }
+
+    async fn serve(data_dir: tempfile::TempDir, matcher: Arc<Matcher>, config: ServeConfig) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            hashsieve::grpc::serve(listener, Arc::new(matcher), config, async {
+            hashsieve::grpc::serve(listener, matcher, config, async {
                 let _ = stopped.await;
             })
             .await

@@ -76,7 +76,7 @@ fn own_connection(
 
 #[tokio::test]
 async fn a_check_whose_deadline_passes_while_it_waits_is_never_computed() {
-    let server = TestServer::start_with(tempfile::tempdir().unwrap(), one_worker(100)).await;
+    let (server, metrics) = TestServer::start_metered(tempfile::tempdir().unwrap(), one_worker(100)).await;
     let mut banks = server.banks().await;
     let bank = pb::Bank {
         name: "TVEC".into(),
@@ -107,7 +107,23 @@ async fn a_check_whose_deadline_passes_while_it_waits_is_never_computed() {
             tokio::spawn(async move { matcher.await.check_image(request).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Until all four have reached the server, which runs them one at a time.
+    let started = || {
+        metrics
+            .render()
+            .lines()
+            .find(|line| line.starts_with("grpc_server_started_total") && line.contains("CheckImage"))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let waiting_since = std::time::Instant::now();
+    while started() < 4 {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(30),
+            "the busy checks never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 
     // A check that would match, with a deadline it cannot meet behind them.
     let mut matcher = server.matcher().await;
