@@ -177,7 +177,7 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     /// Whether [`MihIndex::settle`] would fold the tail into the tables.
     pub fn needs_settling(&self) -> bool {
         let state = self.read();
-        let tail = state.codes.len() - state.indexed;
+        let tail = state.tail_len();
         tail > self.config.min_tail
             || (state.tables.is_none() && state.live >= self.config.min_indexed && tail > 0)
     }
@@ -261,7 +261,7 @@ impl<const WORDS: usize> MihIndex<WORDS> {
                 return false;
             };
             let fold_cost = (state.live * tables.chunks.len()) as f64 * FOLD_SCANS_PER_ENTRY;
-            state.codes.len() > state.indexed
+            state.tail_len() > 0
                 && index.tail_scans.load(std::sync::atomic::Ordering::Relaxed) as f64 >= fold_cost
         };
         if !due(self) {
@@ -277,7 +277,7 @@ impl<const WORDS: usize> MihIndex<WORDS> {
     fn maybe_rebuild(&self) {
         let needed = {
             let state = self.read();
-            let tail = state.codes.len() - state.indexed;
+            let tail = state.tail_len();
             tail > self.config.min_tail.max(state.indexed / 8)
                 || (state.tables.is_none() && tail > self.config.min_indexed)
         };
@@ -300,6 +300,11 @@ impl<const WORDS: usize> MihIndex<WORDS> {
 }
 
 impl<const WORDS: usize> State<WORDS> {
+    /// Slots past the tables, which searches scan.
+    fn tail_len(&self) -> usize {
+        self.codes.len() - self.indexed
+    }
+
     /// Makes `tables`, built over every slot, the index's tables, leaving the tail empty.
     fn install(&mut self, tables: Option<Tables>) {
         self.tables = tables;
@@ -1049,7 +1054,7 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
     fn scanned(&self) -> usize {
         let state = self.read();
         match state.tables {
-            Some(_) => state.codes.len() - state.indexed,
+            Some(_) => state.tail_len(),
             None => state.codes.len(),
         }
     }
@@ -1137,7 +1142,7 @@ impl<const WORDS: usize> HashIndex for MihIndex<WORDS> {
             return;
         };
         let state = self.read();
-        let tail = state.codes.len() - state.indexed;
+        let tail = state.tail_len();
         if tail > 0 && state.tables.is_some() {
             self.tail_scans
                 .fetch_add(tail as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1242,18 +1247,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn extended_tables_equal_tables_built_afresh() {
-        // Well-spread codes from odd multipliers: any codes do, the same for both builds.
-        let multipliers = [
+    /// The `i`-th of a run of distinct, well-spread PDQ codes made from odd multipliers.
+    fn spread_code(i: u64) -> [u64; 4] {
+        [
             0x9e37_79b9_7f4a_7c15u64,
             0xc2b2_ae3d_27d4_eb4f,
             0x1656_67b1_9e37_79f9,
             0xff51_afd7_ed55_8ccd,
-        ];
-        let codes: Vec<[u64; 4]> = (1..=45_000u64)
-            .map(|i| multipliers.map(|m| i.wrapping_mul(m).rotate_left((i % 64) as u32)))
-            .collect();
+        ]
+        .map(|m| i.wrapping_mul(m).rotate_left((i % 64) as u32))
+    }
+
+    #[test]
+    fn extended_tables_equal_tables_built_afresh() {
+        // Any codes do, the same for both builds.
+        let codes: Vec<[u64; 4]> = (1..=45_000u64).map(spread_code).collect();
         // Some dead slots on both sides of the split.
         let owners: Vec<u64> = (0..codes.len() as u64)
             .map(|slot| if slot % 7 == 3 { DEAD } else { slot })
@@ -1287,15 +1295,9 @@ mod tests {
     /// and not before; what searches find does not change.
     #[test]
     fn searches_pay_for_their_tail_to_be_folded() {
-        let multipliers = [
-            0x9e37_79b9_7f4a_7c15u64,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-            0xff51_afd7_ed55_8ccd,
-        ];
         let pairs: Vec<(HashValue, EntryKey)> = (1..=5_500u64)
             .map(|i| {
-                let code = multipliers.map(|m| i.wrapping_mul(m).rotate_left((i % 64) as u32));
+                let code = spread_code(i);
                 let key = EntryKey {
                     bank: BankId(1),
                     seq: i,

@@ -368,15 +368,17 @@ fn the_match_log_and_match_counts_survive_a_restart_and_keep_the_newest() {
     assert_eq!(after, [0, 4, 3]);
 }
 
-/// Two matchers on one PostgreSQL schema, as two replicas, neither following the feed on its
-/// own: each write is decided on the latest state all the same.
-#[test]
-fn replicas_decide_writes_on_the_shared_stores_latest_state() {
+/// Two matchers on one fresh PostgreSQL schema, as two replicas that do not follow the feed on
+/// their own; `None` where no test database is configured. The schema lives as long as the
+/// backend: keep it past the matchers.
+fn replica_pair() -> Option<(
+    crate::store::contract_tests::Backend,
+    tempfile::TempDir,
+    Matcher,
+    Matcher,
+)> {
     use crate::store::contract_tests::{Backend, test_database_url};
-    let Some(url) = test_database_url() else {
-        return;
-    };
-    let backend = Backend::postgres(&url);
+    let backend = Backend::postgres(&test_database_url()?);
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         let mut config = MatcherConfig::new(dir.path());
@@ -384,6 +386,16 @@ fn replicas_decide_writes_on_the_shared_stores_latest_state() {
         Matcher::open(config).unwrap()
     };
     let (first, second) = (open(), open());
+    Some((backend, dir, first, second))
+}
+
+/// Two matchers on one PostgreSQL schema, as two replicas, neither following the feed on its
+/// own: each write is decided on the latest state all the same.
+#[test]
+fn replicas_decide_writes_on_the_shared_stores_latest_state() {
+    let Some((_backend, _dir, first, second)) = replica_pair() else {
+        return;
+    };
     first.create_bank(name("TVEC"), settings(Action::Block)).unwrap();
     first
         .add_entries(&name("TVEC"), &[entry(pdq(0x11, 0), "from-first")], true)
@@ -802,18 +814,9 @@ fn the_end_of_a_load_settles_every_index() {
 /// A replica that follows another's load folds what it applied into its tables once caught up.
 #[test]
 fn a_replica_settles_what_it_applied_once_caught_up() {
-    use crate::store::contract_tests::{Backend, test_database_url};
-    let Some(url) = test_database_url() else {
+    let Some((_backend, _dir, loader, follower)) = replica_pair() else {
         return;
     };
-    let backend = Backend::postgres(&url);
-    let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        let mut config = MatcherConfig::new(dir.path());
-        config.postgres_url = backend.scoped_url.clone();
-        Matcher::open(config).unwrap()
-    };
-    let (loader, follower) = (open(), open());
     // Applied in the feed's batches, these sizes leave more than a quick scan in the tail.
     loader.create_bank(name("LOAD"), settings(Action::Block)).unwrap();
     load_random_pdq(&loader, "LOAD", &[120_000, 14_000]);
