@@ -337,7 +337,7 @@ impl Core {
         let matcher = self.matcher.clone();
         match self.workers.run(move || work(&matcher)).await {
             Ok(result) => result.map_err(Status::from),
-            Err(workers::JobFailed::Lost) => {
+            Err(workers::JobLost) => {
                 tracing::error!("core work panicked");
                 Err(Status::internal("internal error"))
             }

@@ -14,12 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Why a job gave no result.
+/// A job that gave no result: its work panicked (the worker carries on), or the workers are
+/// gone.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum JobFailed {
-    /// The work panicked (the worker carries on), or the workers are gone.
-    Lost,
-}
+pub(crate) struct JobLost;
 
 /// Threads that take jobs from one queue, first come first served.
 pub(crate) struct Workers {
@@ -46,19 +44,19 @@ impl Workers {
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, JobFailed> {
+    ) -> Result<T, JobLost> {
         let (result, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             if result.is_closed() {
                 return;
             }
-            // A panic drops `result` unsent, which the caller sees as `Lost`.
+            // A panic drops `result` unsent, which the caller sees as `JobLost`.
             if let Ok(value) = std::panic::catch_unwind(AssertUnwindSafe(work)) {
                 let _ = result.send(value);
             }
         });
-        self.queue.send(job).map_err(|_| JobFailed::Lost)?;
-        answer.await.map_err(|_| JobFailed::Lost)
+        self.queue.send(job).map_err(|_| JobLost)?;
+        answer.await.map_err(|_| JobLost)
     }
 }
 
@@ -115,10 +113,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_loses_that_job_only() {
         let workers = Workers::start(1).unwrap();
-        assert_eq!(
-            workers.run(|| -> u32 { panic!("boom") }).await,
-            Err(JobFailed::Lost)
-        );
+        assert_eq!(workers.run(|| -> u32 { panic!("boom") }).await, Err(JobLost));
         assert_eq!(workers.run(|| 7).await, Ok(7));
     }
 
